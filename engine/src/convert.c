@@ -101,8 +101,11 @@ convert_table(conv *c, int idx, uint32_t depth, mj_value *out)
 		                  (lua_Unsigned)lua_tointeger(L, -2) <= len))
 			is_array = 0;
 		lua_pop(L, 1);
-		if (n > c->caps->max_items)
-			return count_item(c) == MJ_OK ? MJ_EINTERNAL : MJ_ELIMIT;
+		if (n > c->caps->max_items) {
+			lua_pop(L, 1);
+			c->caps->items = c->caps->max_items;
+			return count_item(c);
+		}
 	}
 	if (is_array && n != len)
 		is_array = 0;
@@ -211,8 +214,6 @@ mj__to_value(lua_State *L, int idx, mj__caps *caps, mj_value *out, char *err, si
 	memset(out, 0, sizeof(*out));
 	rc = convert(&c, lua_absindex(L, idx), 0, out);
 	lua_settop(L, top);
-	if (rc == MJ_EINTERNAL)
-		rc = MJ_ELIMIT;
 	return rc;
 }
 

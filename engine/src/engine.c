@@ -136,9 +136,11 @@ next_count(const mj_engine *e)
 void
 mj__engine_arm(mj_engine *e, lua_State *L)
 {
-	if (e->killed)
+	/* Without an instruction limit no hook runs at all (a count hook slows the VM about
+	 * twice); the watchdog sets one asynchronously when the deadline passes. */
+	if (e->killed || atomic_load_explicit(&e->slot.fired, memory_order_relaxed))
 		lua_sethook(L, engine_hook, LUA_MASKCOUNT, 1);
-	else if (e->limits.instructions != 0 || e->deadline_ns != 0)
+	else if (e->limits.instructions != 0)
 		lua_sethook(L, engine_hook, LUA_MASKCOUNT, next_count(e));
 	else
 		lua_sethook(L, NULL, 0, 0);
@@ -194,7 +196,14 @@ engine_hook(lua_State *L, lua_Debug *ar)
 		mj__engine_raise_kill(L, e);
 		return;
 	}
-	lua_sethook(L, engine_hook, LUA_MASKCOUNT, next_count(e));
+	mj__engine_arm(e, L);
+}
+
+void
+mj__engine_check(lua_State *L, mj_engine *e)
+{
+	if (e->in_call && over_budget(e))
+		mj__engine_raise_kill(L, e);
 }
 
 void

@@ -75,6 +75,10 @@ void mj__engine_kill(mj_engine *e, mj_kind kind);
 /* Raises the sticky kill error for e's kill. Does not return. */
 int mj__engine_raise_kill(lua_State *L, mj_engine *e);
 
+/* Raises the kill error if a limit was hit or the deadline passed; call after running a
+ * thread, so a deadline signal that landed on a finished coroutine is not lost. */
+void mj__engine_check(lua_State *L, mj_engine *e);
+
 /* Points the hook of thread L at the engine's current budget: call before resuming a thread. */
 void mj__engine_arm(mj_engine *e, lua_State *L);
 

@@ -131,8 +131,7 @@ l_load(lua_State *L)
 		lua_settop(L, 5);
 		status = lua_load(L, reader_fn, &r, name, "t");
 	}
-	if (e->killed)
-		return mj__engine_raise_kill(L, e);
+	mj__engine_check(L, e);
 	if (status != LUA_OK) {
 		luaL_pushfail(L);
 		lua_insert(L, -2);
@@ -253,8 +252,7 @@ resume_thread(lua_State *L, lua_State *co, int narg)
 	e->running = co;
 	status = lua_resume(co, L, narg, &nres);
 	e->running = prev;
-	if (e->killed)
-		return mj__engine_raise_kill(L, e);
+	mj__engine_check(L, e);
 	if (status == LUA_OK || status == LUA_YIELD) {
 		if (!lua_checkstack(L, nres + 1)) {
 			lua_pop(co, nres);
@@ -310,8 +308,7 @@ close_thread(lua_State *L, lua_State *co)
 	status = lua_resetthread(co);
 	e->running = prev;
 	e->close_depth--;
-	if (e->killed)
-		return mj__engine_raise_kill(L, e);
+	mj__engine_check(L, e);
 	return status;
 }
 
@@ -510,8 +507,7 @@ host_call(lua_State *L)
 	mj_value_free(&ret);
 	if (i != LUA_OK)
 		return lua_error(L);
-	if (e->killed)
-		return mj__engine_raise_kill(L, e);
+	mj__engine_check(L, e);
 	return 1;
 }
 

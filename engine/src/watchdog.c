@@ -66,10 +66,12 @@ wd_main(void *arg)
 	for (;;) {
 		now = mj__now_ns();
 		for (s = wd_head; s != NULL; s = s->next) {
-			if (s->deadline_ns <= now && !atomic_load(&s->fired)) {
+			if (s->deadline_ns <= now) {
 				atomic_store(&s->fired, 1);
-				/* Sent under the lock, so the slot is still armed: the handler
-				 * re-checks the flag in case the call ended meanwhile. */
+				/* Sent under the lock, so the slot is still armed; the handler
+				 * re-checks in case the call ended meanwhile. Repeated every tick
+				 * until the call ends, so a hook set on a thread that just
+				 * stopped running cannot lose the deadline. */
 				pthread_kill(s->thread, wd_signo);
 			}
 		}

@@ -121,16 +121,25 @@ engine_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 }
 
 static void engine_hook(lua_State *L, lua_Debug *ar);
+/* Coroutines count in smaller steps: the hook cannot tell how much of a step a thread used
+ * before it yielded, so every resume is charged its whole step (see mj__engine_charge). */
+#define CO_STEP 100
 
 static int
-next_count(const mj_engine *e)
+next_count(const mj_engine *e, lua_State *L)
 {
+	uint64_t step = L == e->L ? MJ_INSTRUCTION_STEP : CO_STEP;
 	uint64_t left;
 
-	if (e->limits.instructions == 0)
-		return MJ_INSTRUCTION_STEP;
 	left = e->insn_used < e->limits.instructions ? e->limits.instructions - e->insn_used : 1;
-	return left < MJ_INSTRUCTION_STEP ? (int)left : MJ_INSTRUCTION_STEP;
+	return (int)(left < step ? left : step);
+}
+
+void
+mj__engine_charge(mj_engine *e, lua_State *co)
+{
+	if (e->limits.instructions != 0 && !e->killed && lua_gethook(co) == engine_hook)
+		e->insn_used += (uint64_t)lua_gethookcount(co);
 }
 
 void
@@ -141,7 +150,7 @@ mj__engine_arm(mj_engine *e, lua_State *L)
 	if (e->killed || atomic_load_explicit(&e->slot.fired, memory_order_relaxed))
 		lua_sethook(L, engine_hook, LUA_MASKCOUNT, 1);
 	else if (e->limits.instructions != 0)
-		lua_sethook(L, engine_hook, LUA_MASKCOUNT, next_count(e));
+		lua_sethook(L, engine_hook, LUA_MASKCOUNT, next_count(e, L));
 	else
 		lua_sethook(L, NULL, 0, 0);
 }

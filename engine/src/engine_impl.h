@@ -48,9 +48,10 @@ struct mj_engine {
 	size_t mem_reserve;
 
 	/* State of the call in progress. */
-	bool in_call;
+	/* in_call and running are read by the watchdog's signal handler on this thread. */
+	volatile sig_atomic_t in_call;
 	mj_kind killed;          /* sticky: once set, every hook raises until the call ends */
-	lua_State *running;      /* the thread executing now, for the asynchronous hook */
+	lua_State *volatile running; /* the thread executing now, for the asynchronous hook */
 	uint64_t insn_used;
 	uint64_t deadline_ns;    /* 0 = no deadline */
 	int close_depth;
@@ -78,6 +79,10 @@ int mj__engine_raise_kill(lua_State *L, mj_engine *e);
 /* Raises the kill error if a limit was hit or the deadline passed; call after running a
  * thread, so a deadline signal that landed on a finished coroutine is not lost. */
 void mj__engine_check(lua_State *L, mj_engine *e);
+
+/* Charges the step in progress on coroutine co after it yielded, returned or closed: the
+ * part of a step a thread used is not observable, so the whole step is charged. */
+void mj__engine_charge(mj_engine *e, lua_State *co);
 
 /* Points the hook of thread L at the engine's current budget: call before resuming a thread. */
 void mj__engine_arm(mj_engine *e, lua_State *L);

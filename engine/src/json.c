@@ -50,6 +50,7 @@ typedef struct {
 	lua_State *L;
 	meter m;
 	jbuf out;
+	int chain; /* stack slot of the parked-parents table */
 	int pretty, sort_keys;
 	const void *path[JSON_MAX_DEPTH]; /* tables being encoded, outermost first */
 } encoder;
@@ -58,6 +59,7 @@ typedef struct {
 	lua_State *L;
 	meter m;
 	jbuf scratch; /* unescaped string contents */
+	int chain;    /* stack slot of the parked-parents table */
 	const unsigned char *s;
 	size_t len, pos;
 	size_t mark; /* input before this offset is already charged */
@@ -184,6 +186,36 @@ utf8_seq(const unsigned char *s, size_t n)
 		hi = 0xBF;
 	}
 	return need + 1;
+}
+
+/*
+ * While a nested container is processed, its parent's stack slots are parked in a side table and
+ * restored afterwards, so every nesting level reuses the same few stack slots. Keeping them on the
+ * stack would need lua_checkstack, whose failure when memory runs out luaL_checkstack reports as
+ * a runtime error ("stack overflow") rather than a memory error; rawseti raises LUA_ERRMEM.
+ */
+static void
+park(lua_State *L, int chain, int base, int n, int depth)
+{
+	int i;
+
+	if (lua_type(L, chain) != LUA_TTABLE) {
+		lua_createtable(L, 16, 0);
+		lua_replace(L, chain);
+	}
+	for (i = 0; i < n; i++) {
+		lua_pushvalue(L, base + i);
+		lua_rawseti(L, chain, (lua_Integer)depth * 4 + i + 1);
+	}
+}
+
+static void
+unpark(lua_State *L, int chain, int n, int depth)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		lua_rawgeti(L, chain, (lua_Integer)depth * 4 + i + 1);
 }
 
 /* ---- encoding ---- */
@@ -325,6 +357,29 @@ enc_number(encoder *e, int idx)
 }
 
 static void enc_value(encoder *e, int idx, int depth);
+static void enc_table(encoder *e, int idx, int depth);
+
+/*
+ * Encodes the value on top of the stack, which sits just above the container's n slots starting
+ * at base, and pops it.
+ */
+static void
+enc_child(encoder *e, int base, int n, int depth)
+{
+	lua_State *L = e->L;
+
+	if (lua_type(L, base + n) != LUA_TTABLE) {
+		enc_value(e, base + n, depth + 1);
+		lua_settop(L, base + n - 1);
+		return;
+	}
+	park(L, e->chain, base, n, depth);
+	lua_replace(L, base);
+	lua_settop(L, base);
+	enc_table(e, base, depth + 1);
+	lua_settop(L, base - 1);
+	unpark(L, e->chain, n, depth);
+}
 
 static int
 int_key(char *buf, size_t size, lua_Integer k)
@@ -359,8 +414,7 @@ enc_array(encoder *e, int idx, int depth, lua_Integer n)
 		if (e->pretty)
 			enc_newline(e, depth + 1);
 		lua_rawgeti(e->L, idx, i);
-		enc_value(e, lua_gettop(e->L), depth + 1);
-		lua_pop(e->L, 1);
+		enc_child(e, idx, 1, depth);
 	}
 	if (e->pretty)
 		enc_newline(e, depth);
@@ -410,8 +464,7 @@ enc_object(encoder *e, int idx, int depth, int has_str)
 			enc_string(e, k, (size_t)klen);
 		}
 		enc_member_colon(e);
-		enc_value(e, lua_gettop(L), depth + 1);
-		lua_pop(L, 1);
+		enc_child(e, idx, 2, depth);
 	}
 	if (e->pretty)
 		enc_newline(e, depth);
@@ -456,13 +509,13 @@ key_sort(sortkey *k, size_t n)
 	size_t i;
 	sortkey t;
 
-	for (i = n / 2; i-- > 0;)
-		key_sift(k, i, n);
-	for (i = n; i-- > 1;) {
+	for (i = n / 2; i > 0; i--)
+		key_sift(k, i - 1, n);
+	for (i = n; i > 1; i--) {
 		t = k[0];
-		k[0] = k[i];
-		k[i] = t;
-		key_sift(k, 0, i);
+		k[0] = k[i - 1];
+		k[i - 1] = t;
+		key_sift(k, 0, i - 1);
 	}
 }
 
@@ -480,7 +533,7 @@ enc_object_sorted(encoder *e, int idx, int depth, int has_str, lua_Integer n)
 		return;
 	}
 	lua_createtable(L, (int)n, 0);
-	anchor = lua_gettop(L);
+	anchor = idx + 1;
 	keys = lua_newuserdatauv(L, (size_t)n * sizeof(*keys), 0);
 	lua_pushnil(L);
 	while (lua_next(L, idx)) {
@@ -526,8 +579,7 @@ enc_object_sorted(encoder *e, int idx, int depth, int has_str, lua_Integer n)
 			lua_rawgeti(L, anchor, keys[j].slot);
 			lua_rawget(L, idx);
 		}
-		enc_value(e, lua_gettop(L), depth + 1);
-		lua_pop(L, 1);
+		enc_child(e, idx, 3, depth);
 	}
 	if (e->pretty)
 		enc_newline(e, depth);
@@ -554,7 +606,6 @@ enc_table(encoder *e, int idx, int depth)
 		return;
 	}
 	e->path[depth] = p;
-	luaL_checkstack(L, 8, "json.encode");
 
 	/* Decide between array and object, and reject unencodable keys before emitting anything. */
 	lua_pushnil(L);
@@ -684,7 +735,11 @@ json_encode(lua_State *L)
 	enc_options(&e, 2);
 	lua_pushnil(L);
 	jbuf_init(&e.out, L, 3);
-	enc_value(&e, 1, 0);
+	lua_pushnil(L);
+	e.chain = 4;
+	/* enc_table wants its table on top of the stack. */
+	lua_pushvalue(L, 1);
+	enc_value(&e, 5, 0);
 	meter_flush(&e.m);
 	lua_pushlstring(L, e.out.p != NULL ? e.out.p : "", e.out.len);
 	return 1;
@@ -1008,7 +1063,6 @@ dec_open(decoder *d, int depth)
 {
 	if (depth >= JSON_MAX_DEPTH)
 		return dec_error(d, "nesting too deep", d->pos);
-	luaL_checkstack(d->L, 4, "json.decode");
 	lua_newtable(d->L);
 	d->pos++;
 	dec_skip_ws(d);
@@ -1040,9 +1094,26 @@ dec_next(decoder *d, char close, const char *what)
 	return 0;
 }
 
+/* Pushes the next value above the container's n slots starting at base. */
+static void
+dec_child(decoder *d, int base, int n, int depth)
+{
+	dec_skip_ws(d);
+	if (d->pos < d->len && (d->s[d->pos] == '[' || d->s[d->pos] == '{')) {
+		park(d->L, d->chain, base, n, depth);
+		lua_settop(d->L, base - 1);
+		dec_value(d, depth + 1);
+		unpark(d->L, d->chain, n, depth);
+		lua_rotate(d->L, base, n);
+	} else {
+		dec_value(d, depth + 1);
+	}
+}
+
 static int
 dec_array(decoder *d, int depth)
 {
+	int base = lua_gettop(d->L) + 1;
 	lua_Integer n;
 
 	dec_open(d, depth);
@@ -1051,8 +1122,8 @@ dec_array(decoder *d, int depth)
 		return 0;
 	}
 	for (n = 1;; n++) {
-		dec_value(d, depth + 1);
-		lua_rawseti(d->L, -2, n);
+		dec_child(d, base, 1, depth);
+		lua_rawseti(d->L, base, n);
 		if (dec_next(d, ']', "expected ',' or ']'"))
 			return 0;
 	}
@@ -1061,6 +1132,8 @@ dec_array(decoder *d, int depth)
 static int
 dec_object(decoder *d, int depth)
 {
+	int base = lua_gettop(d->L) + 1;
+
 	dec_open(d, depth);
 	if (d->s[d->pos] == '}') {
 		d->pos++;
@@ -1078,9 +1151,9 @@ dec_object(decoder *d, int depth)
 		if (d->s[d->pos] != ':')
 			return dec_error(d, "expected ':'", d->pos);
 		d->pos++;
-		dec_value(d, depth + 1);
+		dec_child(d, base, 2, depth);
 		/* rawset keeps the last of duplicate names; the value is never nil. */
-		lua_rawset(d->L, -3);
+		lua_rawset(d->L, base);
 		if (dec_next(d, '}', "expected ',' or '}'"))
 			return 0;
 	}
@@ -1144,6 +1217,8 @@ json_decode(lua_State *L)
 	d.mark = 0;
 	lua_pushnil(L);
 	jbuf_init(&d.scratch, L, 2);
+	lua_pushnil(L);
+	d.chain = 3;
 	dec_value(&d, 0);
 	dec_skip_ws(&d);
 	if (d.pos < d.len)

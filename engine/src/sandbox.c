@@ -252,6 +252,7 @@ resume_thread(lua_State *L, lua_State *co, int narg)
 	e->running = co;
 	status = lua_resume(co, L, narg, &nres);
 	e->running = prev;
+	mj__engine_charge(e, co);
 	mj__engine_check(L, e);
 	if (status == LUA_OK || status == LUA_YIELD) {
 		if (!lua_checkstack(L, nres + 1)) {
@@ -308,6 +309,7 @@ close_thread(lua_State *L, lua_State *co)
 	status = lua_resetthread(co);
 	e->running = prev;
 	e->close_depth--;
+	mj__engine_charge(e, co);
 	mj__engine_check(L, e);
 	return status;
 }

@@ -574,10 +574,12 @@ make_chunkname(char *dst, size_t cap, const char *name)
 
 	if (name == NULL || *name == '\0')
 		name = "script";
-	n = strlen(name);
-	if (n > CHUNKNAME_MAX)
-		n = CHUNKNAME_MAX;
-	snprintf(dst, cap, "=%.*s", (int)n, name);
+	n = strnlen(name, CHUNKNAME_MAX);
+	if (n + 2 > cap)
+		n = cap - 2;
+	dst[0] = '=';
+	memcpy(dst + 1, name, n);
+	dst[n + 1] = '\0';
 }
 
 static void

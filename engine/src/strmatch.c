@@ -1,4 +1,4 @@
-/* Lua 5.4 string.find, match, gmatch and gsub, with a matcher that charges its work to the engine. */
+/* Lua 5.4 string.find, match, gmatch and gsub on a matcher that charges its work to the engine. */
 #include <ctype.h>
 #include <limits.h>
 #include <stddef.h>
@@ -14,10 +14,12 @@
 #define MAX_CAPTURES 32
 #define MAX_DEPTH 200
 
+/* One matcher step costs about as much as a few VM instructions, so each step is charged as
+ * one instruction: a runaway pattern meets the instruction limit as soon as a loop would. */
 #define STEPS_PER_TICK 1024
-#define UNITS_PER_TICK 64
+#define UNITS_PER_TICK 1024
 
-/* Capture lengths that are not lengths. */
+/* Kept in capture.len, so they must be negative: a capture not yet closed, and a () capture. */
 #define CAP_OPEN (-1)
 #define CAP_POSITION (-2)
 
@@ -124,6 +126,10 @@ class_has(int c, int cl)
 		break;
 	case 'x':
 		r = isxdigit(c);
+		break;
+	case 'z':
+		/* Deprecated since 5.2, but 5.4.4 still accepts it. */
+		r = c == 0;
 		break;
 	default:
 		/* An escaped non-class character stands for itself, whatever its case. */
@@ -368,8 +374,16 @@ match_seq(struct matcher *m, const char *s, const char *p)
 				p = ep;
 				continue;
 			}
-			case '0': case '1': case '2': case '3': case '4':
-			case '5': case '6': case '7': case '8': case '9':
+			case '0':
+			case '1':
+			case '2':
+			case '3':
+			case '4':
+			case '5':
+			case '6':
+			case '7':
+			case '8':
+			case '9':
 				if ((s = match_backref(m, s, (unsigned char)p[1])) == NULL)
 					return NULL;
 				p += 2;
@@ -428,8 +442,7 @@ match_here(struct matcher *m, const char *s, const char *p)
  * capture, returns 0 with *text at the position. With no captures, capture 0 is the whole match,
  * as in Lua. */
 static int
-capture_get(struct matcher *m, int i, const char *s, const char *e, const char **text,
-            size_t *len)
+capture_get(struct matcher *m, int i, const char *s, const char *e, const char **text, size_t *len)
 {
 	if (i >= m->ncap) {
 		if (i != 0)
@@ -479,8 +492,16 @@ no_specials(const char *p, size_t lp)
 
 	for (i = 0; i < lp; i++) {
 		switch (p[i]) {
-		case '^': case '$': case '*': case '+': case '?':
-		case '.': case '(': case '[': case '%': case '-':
+		case '^':
+		case '$':
+		case '*':
+		case '+':
+		case '?':
+		case '.':
+		case '(':
+		case '[':
+		case '%':
+		case '-':
 			return 0;
 		default:
 			break;
@@ -506,6 +527,8 @@ find_or_match(lua_State *L, int find)
 		const char *hit = memmem(s + init, ls - init, p, lp);
 		struct matcher m;
 
+		/* Charged afterwards: the scan cannot run away, but a script calling it in a loop
+		 * should pay in proportion to the bytes it makes us read. */
 		matcher_init(&m, L, s, ls, p, lp);
 		charge(&m, hit != NULL ? (size_t)(hit - (s + init)) + lp : ls - init);
 		if (hit != NULL) {
@@ -693,8 +716,8 @@ str_gsub(lua_State *L)
 	                 type == LUA_TNUMBER || type == LUA_TSTRING || type == LUA_TFUNCTION ||
 	                     type == LUA_TTABLE,
 	                 3, "string/function/table");
-	/* The result grows in a Lua buffer so its memory counts against the state's allocator and is
-	 * reclaimed if a tick or a replacement raises. */
+	/* The result grows in a Lua buffer so its memory counts against the state's allocator and
+	 * is reclaimed if a tick or a replacement raises. */
 	luaL_buffinit(L, &b);
 	if (anchored) {
 		p++;
@@ -731,10 +754,10 @@ void
 mj__strlib_install(lua_State *L, int idx)
 {
 	static const luaL_Reg funcs[] = {
-		{"find", str_find},
-		{"match", str_match},
-		{"gmatch", str_gmatch},
-		{"gsub", str_gsub},
+	    {"find", str_find},
+	    {"match", str_match},
+	    {"gmatch", str_gmatch},
+	    {"gsub", str_gsub},
 	};
 	size_t i;
 

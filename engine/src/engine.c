@@ -12,6 +12,7 @@
 #define MSG_MAX 8192
 #define TRACEBACK_MAX 4096
 #define CHUNKNAME_MAX 48
+#define BIG_GROWTH (64u << 10)
 
 /* The engine running on this thread, for the watchdog's signal handler. */
 static _Thread_local mj_engine *tls_engine;
@@ -80,6 +81,8 @@ mj__engine_of(lua_State *L)
 	return ud;
 }
 
+static void engine_hook(lua_State *L, lua_Debug *ar);
+
 /* Lua's allocator contract: osize is a type tag when ptr is NULL, and shrinking must not fail. */
 static void *
 engine_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
@@ -94,17 +97,29 @@ engine_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 		e->mem_used -= old;
 		return NULL;
 	}
+	if (nsize > old && e->in_call && nsize - old >= BIG_GROWTH &&
+	    (e->killed || atomic_load_explicit(&e->slot.fired, memory_order_relaxed))) {
+		/* A C loop the hook cannot reach (a __call chain growing the stack, say) is
+		 * stopped at its next large allocation once the call is over time. */
+		mj__engine_kill(e, MJ_KIND_TIMEOUT);
+		return NULL;
+	}
 	if (nsize > old && e->mem_used + (nsize - old) > limit) {
 		/* Past the limit, an allocation still succeeds within a reserve during a call,
 		 * and the script is stopped at its next instruction instead. Returning NULL
 		 * would start an emergency collection in the middle of a table assignment,
-		 * which Lua 5.4.4 gets wrong. */
+		 * which Lua 5.4.4 gets wrong. The hook first collects garbage at that safe
+		 * point, and kills only if the heap is still over the limit. */
 		if (!e->in_call || e->mem_used + (nsize - old) > limit + e->mem_reserve) {
 			if (e->in_call)
 				mj__engine_kill(e, MJ_KIND_MEMORY);
 			return NULL;
 		}
-		mj__engine_kill(e, MJ_KIND_MEMORY);
+		if (!e->mem_pressure && !e->killed) {
+			e->mem_pressure = true;
+			if (e->running != NULL)
+				lua_sethook(e->running, engine_hook, LUA_MASKCOUNT, 1);
+		}
 	}
 	if ((p = mj_realloc(ptr, nsize)) == NULL) {
 		if (nsize > old) {
@@ -120,7 +135,6 @@ engine_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 	return p;
 }
 
-static void engine_hook(lua_State *L, lua_Debug *ar);
 /* Coroutines count in smaller steps: the hook cannot tell how much of a step a thread used
  * before it yielded, so every resume is charged its whole step (see mj__engine_charge). */
 #define CO_STEP 100
@@ -201,6 +215,14 @@ engine_hook(lua_State *L, lua_Debug *ar)
 		return;
 	if (!e->killed && ar->event == LUA_HOOKCOUNT)
 		e->insn_used += (uint64_t)lua_gethookcount(L);
+	if (e->mem_pressure && !e->killed) {
+		/* A safe point: collect, and kill only if the live heap is still too big. The
+		 * allocator may grow within the reserve meanwhile, so stop it re-entering. */
+		lua_gc(L, LUA_GCCOLLECT);
+		e->mem_pressure = false;
+		if (e->mem_used > e->limits.memory)
+			mj__engine_kill(e, MJ_KIND_MEMORY);
+	}
 	if (over_budget(e)) {
 		mj__engine_raise_kill(L, e);
 		return;
@@ -213,6 +235,15 @@ mj__engine_check(lua_State *L, mj_engine *e)
 {
 	if (e->in_call && over_budget(e))
 		mj__engine_raise_kill(L, e);
+}
+
+void
+mj__engine_check_cstack(lua_State *L, mj_engine *e)
+{
+	uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+
+	if (e->cstack_base > here && e->cstack_base - here > MJ__CSTACK_BUDGET)
+		luaL_error(L, "C stack overflow");
 }
 
 void
@@ -593,7 +624,9 @@ begin_call(mj_engine *e)
 	e->out_len = 0;
 	e->out_truncated = false;
 	e->err_line = 0;
+	e->mem_pressure = false;
 	e->mem_peak = e->mem_used;
+	e->cstack_base = (uintptr_t)__builtin_frame_address(0);
 	tls_engine = e;
 }
 
@@ -661,6 +694,10 @@ engine_call(mj_engine *e, const char *src, size_t len, const char *chunkname, bo
 	}
 	lua_pushcfunction(L, msgh);
 	status = luaL_loadbufferx(L, len ? src : "", len, name, "t");
+	/* Whatever stops the compiler (including its own C-stack limit) is a syntax error,
+	 * except running out of memory. */
+	if (status != LUA_OK && status != LUA_ERRMEM)
+		status = LUA_ERRSYNTAX;
 	if (status == LUA_OK)
 		status = lua_pcall(L, 0, want_values ? LUA_MULTRET : 0, base + 1);
 	nres = lua_gettop(L) - (base + 1);

@@ -53,6 +53,8 @@ struct mj_engine {
 	mj_kind killed;          /* sticky: once set, every hook raises until the call ends */
 	lua_State *volatile running; /* the thread executing now, for the asynchronous hook */
 	uint64_t insn_used;
+	uintptr_t cstack_base;   /* frame address where the call started */
+	bool mem_pressure;       /* the heap crossed the limit: collect, then decide */
 	uint64_t deadline_ns;    /* 0 = no deadline */
 	int close_depth;
 	char *out;
@@ -79,6 +81,11 @@ int mj__engine_raise_kill(lua_State *L, mj_engine *e);
 /* Raises the kill error if a limit was hit or the deadline passed; call after running a
  * thread, so a deadline signal that landed on a finished coroutine is not lost. */
 void mj__engine_check(lua_State *L, mj_engine *e);
+
+/* Raises "C stack overflow" when the call has used more than MJ__CSTACK_BUDGET bytes of C
+ * stack; checked before starting another coroutine, whose C-call count starts afresh. */
+#define MJ__CSTACK_BUDGET (1024 * 1024)
+void mj__engine_check_cstack(lua_State *L, mj_engine *e);
 
 /* Charges the step in progress on coroutine co after it yielded, returned or closed: the
  * part of a step a thread used is not observable, so the whole step is charged. */

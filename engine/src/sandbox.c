@@ -71,6 +71,62 @@ l_print(lua_State *L)
 	return 0;
 }
 
+/* ---- pcall and xpcall: a kill is re-raised at once, and never reaches a script handler ---- */
+
+static int
+pcall_done(lua_State *L, int status, lua_KContext base)
+{
+	mj__engine_check(L, mj__engine_of(L));
+	if (status != LUA_OK && status != LUA_YIELD) {
+		lua_pushboolean(L, 0);
+		lua_insert(L, -2);
+		return 2;
+	}
+	return lua_gettop(L) - (int)base;
+}
+
+static int
+l_pcall(lua_State *L)
+{
+	int status;
+
+	luaL_checkany(L, 1);
+	lua_pushboolean(L, 1);
+	lua_insert(L, 1);
+	status = lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 0, 0, pcall_done);
+	return pcall_done(L, status, 0);
+}
+
+/* Lua runs a message handler where the error was raised; for a kill that is inside the
+ * hook, where hooks are off, so a looping script handler could never be stopped. */
+static int
+xpcall_handler(lua_State *L)
+{
+	if (mj__engine_of(L)->killed)
+		return 1;
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, lua_gettop(L) - 1, 1);
+	return 1;
+}
+
+static int
+l_xpcall(lua_State *L)
+{
+	int status, n = lua_gettop(L);
+
+	luaL_checktype(L, 2, LUA_TFUNCTION);
+	lua_pushvalue(L, 2);
+	lua_pushcclosure(L, xpcall_handler, 1);
+	lua_replace(L, 2);
+	/* Stack: f, handler, args...; make it f, handler, true, f, args... */
+	lua_pushboolean(L, 1);
+	lua_pushvalue(L, 1);
+	lua_rotate(L, 3, 2);
+	status = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, pcall_done);
+	return pcall_done(L, status, 2);
+}
+
 /* ---- load: text only, bounded, and a kill inside a reader function sticks ---- */
 
 typedef struct load_reader {
@@ -238,12 +294,9 @@ resume_thread(lua_State *L, lua_State *co, int narg)
 	lua_State *prev;
 	int status, nres;
 
+	mj__engine_check_cstack(L, e);
 	if (!lua_checkstack(co, narg)) {
 		lua_pushliteral(L, "too many arguments to resume");
-		return -1;
-	}
-	if (lua_status(co) == LUA_OK && lua_gettop(co) == 0) {
-		lua_pushliteral(L, "cannot resume dead coroutine");
 		return -1;
 	}
 	lua_xmove(L, co, narg);
@@ -299,6 +352,7 @@ close_thread(lua_State *L, lua_State *co)
 	lua_State *prev;
 	int status;
 
+	mj__engine_check_cstack(L, e);
 	if (++e->close_depth > MAX_CLOSE_DEPTH) {
 		e->close_depth--;
 		return luaL_error(L, "coroutine.close: too many nested closes");
@@ -391,7 +445,7 @@ co_close(lua_State *L)
 
 /* ---- table functions: ranges bounded so a fake __len cannot loop in C for hours ---- */
 
-enum { T_LEN, T_CONCAT, T_UNPACK, T_MOVE };
+enum { T_LEN, T_SORT, T_CONCAT, T_UNPACK, T_MOVE };
 
 static lua_Integer
 range_cap(const mj_engine *e)
@@ -399,6 +453,17 @@ range_cap(const mj_engine *e)
 	size_t cap = e->limits.memory / 16;
 
 	return (lua_Integer)(cap < 65536 ? 65536 : cap);
+}
+
+/* Charges n units of C work, at the one-per-element rate a Lua loop would pay. */
+static void
+charge(lua_State *L, size_t n)
+{
+	while (n > 0) {
+		unsigned step = n > 1u << 30 ? 1u << 30 : (unsigned)n;
+		mj__engine_tick(L, step);
+		n -= step;
+	}
 }
 
 static void
@@ -410,8 +475,8 @@ check_range(lua_State *L, lua_Integer first, lua_Integer last, lua_Integer cap)
 		return;
 	n = (lua_Unsigned)last - (lua_Unsigned)first;
 	if (n >= (lua_Unsigned)cap)
-		luaL_error(L, "table range too large (%I elements, limit %I)", (lua_Integer)(n + 1),
-		           cap);
+		luaL_error(L, "table range too large (limit %I elements)", cap);
+	charge(L, (size_t)n + 1);
 }
 
 static int
@@ -426,6 +491,15 @@ table_guard(lua_State *L)
 	case T_LEN:
 		if (lua_type(L, 1) == LUA_TTABLE)
 			check_range(L, 1, luaL_len(L, 1), cap);
+		break;
+	case T_SORT:
+		if (lua_type(L, 1) == LUA_TTABLE) {
+			lua_Integer n = luaL_len(L, 1);
+			check_range(L, 1, n, cap);
+			/* a sort compares about n log2 n times; the range check paid n */
+			for (; n > 1; n >>= 1)
+				charge(L, (size_t)(n > cap ? cap : n));
+		}
 		break;
 	case T_CONCAT:
 	case T_UNPACK:
@@ -446,6 +520,45 @@ table_guard(lua_State *L)
 	lua_insert(L, 1);
 	lua_call(L, top, LUA_MULTRET);
 	return lua_gettop(L);
+}
+
+/* ---- string functions whose C loops run over their whole input ---- */
+
+static int
+string_guard(lua_State *L)
+{
+	int top = lua_gettop(L);
+	size_t len = 0, sep = 0;
+	lua_Integer n;
+
+	if (lua_toboolean(L, lua_upvalueindex(2))) {
+		/* string.rep: Lua 5.4.4 loops n times even when every copy is empty. */
+		luaL_checklstring(L, 1, &len);
+		n = luaL_checkinteger(L, 2);
+		luaL_optlstring(L, 3, "", &sep);
+		if (n <= 0 || len + sep == 0) {
+			lua_pushliteral(L, "");
+			return 1;
+		}
+		if ((lua_Unsigned)n < (size_t)-1 / (len + sep))
+			charge(L, ((size_t)n * (len + sep)) >> 4);
+	} else if (lua_type(L, 1) == LUA_TSTRING) {
+		lua_tolstring(L, 1, &len);
+		charge(L, len >> 4);
+	}
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, top, LUA_MULTRET);
+	return lua_gettop(L);
+}
+
+static void
+guard_string_fn(lua_State *L, int lib, const char *name, int is_rep)
+{
+	lua_getfield(L, lib, name);
+	lua_pushboolean(L, is_rep);
+	lua_pushcclosure(L, string_guard, 2);
+	lua_setfield(L, lib, name);
 }
 
 /* ---- host functions ---- */
@@ -573,9 +686,8 @@ int
 mj__sandbox_open(lua_State *L)
 {
 	static const char *const base_names[] = {
-		"assert", "error", "getmetatable", "ipairs", "next", "pairs", "pcall", "rawequal",
-		"rawget", "rawlen", "select", "tonumber", "tostring", "type", "xpcall", "_VERSION",
-		NULL};
+		"assert", "error", "getmetatable", "ipairs", "next", "pairs", "rawequal", "rawget",
+		"rawlen", "select", "tonumber", "tostring", "type", "_VERSION", NULL};
 	static const char *const string_names[] = {
 		"byte", "char", "format", "len", "lower", "pack", "packsize", "rep", "reverse", "sub",
 		"unpack", "upper", NULL};
@@ -594,6 +706,8 @@ mj__sandbox_open(lua_State *L)
 	static const char *const os_names[] = {"clock", "date", "difftime", "time", NULL};
 	static const luaL_Reg base_own[] = {
 		{"print", l_print},
+		{"pcall", l_pcall},
+		{"xpcall", l_xpcall},
 		{"load", l_load},
 		{"collectgarbage", l_collectgarbage},
 		{"setmetatable", l_setmetatable},
@@ -622,6 +736,10 @@ mj__sandbox_open(lua_State *L)
 	open_lib(L, luaopen_string, string_names);
 	lib = lua_gettop(L);
 	mj__strlib_install(L, lib);
+	guard_string_fn(L, lib, "rep", 1);
+	guard_string_fn(L, lib, "upper", 0);
+	guard_string_fn(L, lib, "lower", 0);
+	guard_string_fn(L, lib, "reverse", 0);
 	/* The string metatable's __index is the full library (with dump); point it at ours. */
 	lua_pushliteral(L, "");
 	lua_getmetatable(L, -1);
@@ -637,7 +755,7 @@ mj__sandbox_open(lua_State *L)
 	lib = lua_gettop(L);
 	guard_table_fn(L, lib, "insert", T_LEN);
 	guard_table_fn(L, lib, "remove", T_LEN);
-	guard_table_fn(L, lib, "sort", T_LEN);
+	guard_table_fn(L, lib, "sort", T_SORT);
 	guard_table_fn(L, lib, "concat", T_CONCAT);
 	guard_table_fn(L, lib, "unpack", T_UNPACK);
 	guard_table_fn(L, lib, "move", T_MOVE);
@@ -675,12 +793,13 @@ ns_newindex(lua_State *L)
 	return luaL_error(L, "attempt to modify a read-only namespace");
 }
 
+/* The data table stays an upvalue: handing it out as the iteration state would let a
+ * script write to it. */
 static int
 ns_next(lua_State *L)
 {
-	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 2);
-	if (lua_next(L, 1))
+	if (lua_next(L, lua_upvalueindex(1)))
 		return 2;
 	lua_pushnil(L);
 	return 1;
@@ -691,8 +810,9 @@ ns_pairs(lua_State *L)
 {
 	if (!lua_getmetatable(L, 1))
 		return luaL_error(L, "not a namespace");
-	lua_pushcfunction(L, ns_next);
-	lua_getfield(L, -2, "__index");
+	lua_getfield(L, -1, "__index");
+	lua_pushcclosure(L, ns_next, 1);
+	lua_pushvalue(L, 1);
 	lua_pushnil(L);
 	return 3;
 }

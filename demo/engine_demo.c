@@ -8,23 +8,23 @@
 #include "mj/text.h"
 
 static const char usage[] =
-	"usage: moonjail-demo [options] (-e CODE | -f FILE | -)\n"
-	"Runs one Lua 5.4 chunk in a sandboxed moonjail engine and prints its print() output,\n"
-	"then every returned value as JSON, one per line. Stats go to stderr.\n"
-	"\n"
-	"options:\n"
-	"  -e CODE                 the chunk's source text\n"
-	"  -f FILE                 read the chunk from FILE ('-' or a lone '-' reads stdin)\n"
-	"  --run                   discard returned values (run instead of eval)\n"
-	"  --json-module           install the json module (require 'json')\n"
-	"  --memory-limit SIZE     Lua heap cap (default 16M; suffixes K M G KiB MiB GiB)\n"
-	"  --instruction-limit N   VM instructions per call (default 100000000; 0 = none)\n"
-	"  --timeout-ms N          wall clock per call (default 1000; 0 = none)\n"
-	"  --output-limit SIZE     print output per call (default 1M)\n"
-	"  -h, --help              this text\n"
-	"\n"
-	"exit status: 0 success, 1 the script failed (stderr: error: <kind>: <message>),\n"
-	"2 usage error.\n";
+    "usage: moonjail-demo [options] (-e CODE | -f FILE | -)\n"
+    "Runs one Lua 5.4 chunk in a sandboxed moonjail engine and prints its print() output,\n"
+    "then every returned value as JSON, one per line. Stats go to stderr.\n"
+    "\n"
+    "options:\n"
+    "  -e CODE                 the chunk's source text\n"
+    "  -f FILE                 read the chunk from FILE ('-' or a lone '-' reads stdin)\n"
+    "  --run                   discard returned values (run instead of eval)\n"
+    "  --json-module           install the json module (require 'json')\n"
+    "  --memory-limit SIZE     Lua heap cap (default 16M; suffixes K M G KiB MiB GiB)\n"
+    "  --instruction-limit N   VM instructions per call (default 100000000; 0 = none)\n"
+    "  --timeout-ms N          wall clock per call (default 1000; 0 = none)\n"
+    "  --output-limit SIZE     print output per call (default 1M)\n"
+    "  -h, --help              this text\n"
+    "\n"
+    "exit status: 0 success, 1 the script failed (stderr: error: <kind>: <message>),\n"
+    "2 usage error.\n";
 
 static int
 die_usage(const char *msg, const char *arg)
@@ -128,7 +128,8 @@ main(int argc, char **argv)
 	if ((err = mj_engine_new(&e, &cfg)) != MJ_OK) {
 		const char *why = "";
 		mj_limits_check(&cfg.limits, &why);
-		fprintf(stderr, "moonjail-demo: cannot create the engine: %s %s\n", mj_err_str(err), why);
+		fprintf(stderr, "moonjail-demo: cannot create the engine: %s %s\n", mj_err_str(err),
+		        why);
 		free(src);
 		return 2;
 	}
@@ -153,12 +154,12 @@ main(int argc, char **argv)
 		fprintf(stderr, "error: %s: %s\n", mj_kind_name(res.kind), res.message);
 		rc = 1;
 	}
-	fprintf(stderr,
-	        "stats: instructions=%llu memory=%zu peak=%zu limit=%zu wall_us=%llu output=%zu%s\n",
-	        (unsigned long long)res.stats.instructions, res.stats.memory_current,
-	        res.stats.memory_peak, res.stats.memory_limit,
-	        (unsigned long long)res.stats.wall_us, res.stats.output_bytes,
-	        res.engine_reset ? " (engine reset)" : "");
+	fprintf(
+	    stderr,
+	    "stats: instructions=%llu memory=%zu peak=%zu limit=%zu wall_us=%llu output=%zu%s\n",
+	    (unsigned long long)res.stats.instructions, res.stats.memory_current,
+	    res.stats.memory_peak, res.stats.memory_limit, (unsigned long long)res.stats.wall_us,
+	    res.stats.output_bytes, res.engine_reset ? " (engine reset)" : "");
 	mj_result_free(&res);
 	mj_engine_free(e);
 	return rc;

@@ -1,8 +1,9 @@
 #!/bin/sh
-# Installs the Debian 12 packages moonjail needs to build and test, when any is missing.
+# Installs the Debian 12 packages moonjail needs to build (plus any named as arguments), when
+# any is missing.
 set -eu
 PKGS="gcc libc6-dev make cmake pkg-config liblua5.4-dev libseccomp-dev libnng-dev
-libprotobuf-c-dev protobuf-c-compiler libcmocka-dev"
+libprotobuf-c-dev protobuf-c-compiler libcmocka-dev $*"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -2,7 +2,8 @@
 # Builds moonjail twice (strict, and strict with ASan+UBSan) and runs the whole suite in both.
 set -eu
 cd "$(dirname "$0")/.."
-sh scripts/deps.sh
+sh scripts/deps.sh clang-format
+sh scripts/format.sh --check
 jobs=$(nproc 2>/dev/null || echo 2)
 for flavour in strict asan; do
 	dir="build-ci-$flavour"

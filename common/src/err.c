@@ -26,17 +26,17 @@ mj_err_str(mj_err err)
 }
 
 static const char *const kind_names[] = {
-	[MJ_KIND_NONE] = "ok",
-	[MJ_KIND_SYNTAX] = "syntax",
-	[MJ_KIND_RUNTIME] = "runtime",
-	[MJ_KIND_MEMORY] = "memory",
-	[MJ_KIND_INSTRUCTIONS] = "instructions",
-	[MJ_KIND_TIMEOUT] = "timeout",
-	[MJ_KIND_OUTPUT] = "output",
-	[MJ_KIND_ENGINE_LOST] = "engine-lost",
-	[MJ_KIND_QUOTA] = "quota",
-	[MJ_KIND_BAD_REQUEST] = "bad-request",
-	[MJ_KIND_INTERNAL] = "internal",
+    [MJ_KIND_NONE] = "ok",
+    [MJ_KIND_SYNTAX] = "syntax",
+    [MJ_KIND_RUNTIME] = "runtime",
+    [MJ_KIND_MEMORY] = "memory",
+    [MJ_KIND_INSTRUCTIONS] = "instructions",
+    [MJ_KIND_TIMEOUT] = "timeout",
+    [MJ_KIND_OUTPUT] = "output",
+    [MJ_KIND_ENGINE_LOST] = "engine-lost",
+    [MJ_KIND_QUOTA] = "quota",
+    [MJ_KIND_BAD_REQUEST] = "bad-request",
+    [MJ_KIND_INTERNAL] = "internal",
 };
 
 const char *

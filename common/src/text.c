@@ -30,7 +30,7 @@ mj_parse_size(const char *s, size_t *out)
 	static const struct {
 		const char *suffix;
 		unsigned shift;
-	} units[] = {{"", 0},    {"K", 10},   {"M", 20},   {"G", 30},
+	} units[] = {{"", 0},     {"K", 10},   {"M", 20},  {"G", 30},
 	             {"KiB", 10}, {"MiB", 20}, {"GiB", 30}};
 	char digits[32];
 	uint64_t v;

@@ -29,7 +29,8 @@ count_item(conv *c)
 	char msg[96];
 
 	if (++c->caps->items > c->caps->max_items) {
-		snprintf(msg, sizeof(msg), "result too large: more than %zu values", c->caps->max_items);
+		snprintf(msg, sizeof(msg), "result too large: more than %zu values",
+		         c->caps->max_items);
 		return fail(c, MJ_ELIMIT, msg);
 	}
 	return MJ_OK;
@@ -41,7 +42,8 @@ count_bytes(conv *c, size_t n)
 	char msg[96];
 
 	if (n > c->caps->max_bytes || c->caps->bytes + n > c->caps->max_bytes) {
-		snprintf(msg, sizeof(msg), "result too large: more than %zu bytes", c->caps->max_bytes);
+		snprintf(msg, sizeof(msg), "result too large: more than %zu bytes",
+		         c->caps->max_bytes);
 		return fail(c, MJ_ELIMIT, msg);
 	}
 	c->caps->bytes += n;
@@ -65,7 +67,8 @@ convert_key(conv *c, int idx, mj_value *out)
 		s = lua_tolstring(c->L, idx, &len);
 		if ((err = count_bytes(c, len)) != MJ_OK)
 			return err;
-		return mj_value_string(out, s, len) == MJ_OK ? MJ_OK : fail(c, MJ_ENOMEM, "out of memory");
+		return mj_value_string(out, s, len) == MJ_OK ? MJ_OK
+		                                             : fail(c, MJ_ENOMEM, "out of memory");
 	case LUA_TNUMBER:
 		if (lua_isinteger(c->L, idx))
 			mj_value_int(out, (int64_t)lua_tointeger(c->L, idx));
@@ -175,7 +178,8 @@ convert(conv *c, int idx, uint32_t depth, mj_value *out)
 		s = lua_tolstring(L, idx, &len);
 		if ((err = count_bytes(c, len)) != MJ_OK)
 			return err;
-		return mj_value_string(out, s, len) == MJ_OK ? MJ_OK : fail(c, MJ_ENOMEM, "out of memory");
+		return mj_value_string(out, s, len) == MJ_OK ? MJ_OK
+		                                             : fail(c, MJ_ENOMEM, "out of memory");
 	case LUA_TTABLE:
 		if (depth >= c->caps->max_depth) {
 			snprintf(msg, sizeof(msg), "result too deep: more than %u levels",
@@ -185,7 +189,8 @@ convert(conv *c, int idx, uint32_t depth, mj_value *out)
 		p = lua_topointer(L, idx);
 		for (i = 0; i < depth; i++)
 			if (c->path[i] == p)
-				return fail(c, MJ_EINVAL, "cannot convert a table that contains itself (cycle)");
+				return fail(c, MJ_EINVAL,
+				            "cannot convert a table that contains itself (cycle)");
 		if (!lua_checkstack(L, 4))
 			return fail(c, MJ_ENOMEM, "out of memory");
 		c->path[depth] = p;
@@ -194,7 +199,8 @@ convert(conv *c, int idx, uint32_t depth, mj_value *out)
 		s = lua_typename(L, lua_type(L, idx));
 		if ((err = count_bytes(c, strlen(s))) != MJ_OK)
 			return err;
-		return mj_value_opaque(out, s) == MJ_OK ? MJ_OK : fail(c, MJ_ENOMEM, "out of memory");
+		return mj_value_opaque(out, s) == MJ_OK ? MJ_OK
+		                                        : fail(c, MJ_ENOMEM, "out of memory");
 	}
 }
 

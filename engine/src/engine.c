@@ -305,7 +305,7 @@ open_state(mj_engine *e)
 	lua_pushcfunction(L, build_state);
 	if ((status = lua_pcall(L, 0, 0, 0)) != LUA_OK) {
 		set_errmsg(e, lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
-		                                              : "cannot build the sandbox");
+		                                             : "cannot build the sandbox");
 		lua_close(L);
 		return status == LUA_ERRMEM ? MJ_ENOMEM : MJ_EINTERNAL;
 	}
@@ -336,7 +336,8 @@ copy_modules(mj_engine *e, const mj_engine_config *cfg)
 		return MJ_EINVAL;
 	for (i = 0; i < cfg->nmodules; i++) {
 		for (j = 0; known_modules[j] != NULL; j++)
-			if (cfg->modules[i] != NULL && strcmp(cfg->modules[i], known_modules[j]) == 0)
+			if (cfg->modules[i] != NULL &&
+			    strcmp(cfg->modules[i], known_modules[j]) == 0)
 				break;
 		if (known_modules[j] == NULL)
 			return MJ_EINVAL;
@@ -344,7 +345,8 @@ copy_modules(mj_engine *e, const mj_engine_config *cfg)
 	if ((e->modules = mj_calloc(cfg->nmodules, sizeof(char *))) == NULL)
 		return MJ_ENOMEM;
 	for (i = 0; i < cfg->nmodules; i++) {
-		if ((e->modules[i] = mj_strndup(cfg->modules[i], strlen(cfg->modules[i]))) == NULL) {
+		if ((e->modules[i] = mj_strndup(cfg->modules[i], strlen(cfg->modules[i]))) ==
+		    NULL) {
 			free_modules(e->modules, i);
 			e->modules = NULL;
 			return MJ_ENOMEM;
@@ -532,7 +534,8 @@ kill_message(const mj_engine *e)
 
 	switch (e->killed) {
 	case MJ_KIND_MEMORY:
-		snprintf(buf, sizeof(buf), "memory limit exceeded (limit %zu bytes)", e->limits.memory);
+		snprintf(buf, sizeof(buf), "memory limit exceeded (limit %zu bytes)",
+		         e->limits.memory);
 		break;
 	case MJ_KIND_INSTRUCTIONS:
 		snprintf(buf, sizeof(buf), "instruction limit exceeded (limit %" PRIu64 ")",
@@ -543,7 +546,8 @@ kill_message(const mj_engine *e)
 		         e->limits.timeout_ms);
 		break;
 	case MJ_KIND_OUTPUT:
-		snprintf(buf, sizeof(buf), "output limit exceeded (limit %zu bytes)", e->limits.output);
+		snprintf(buf, sizeof(buf), "output limit exceeded (limit %zu bytes)",
+		         e->limits.output);
 		break;
 	default:
 		snprintf(buf, sizeof(buf), "%s", mj_kind_name(e->killed));
@@ -790,9 +794,9 @@ static bool
 is_identifier(const char *s)
 {
 	static const char *const reserved[] = {
-		"and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if",
-		"in", "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while",
-		NULL};
+	    "and",      "break",  "do",   "else", "elseif", "end",   "false", "for",
+	    "function", "goto",   "if",   "in",   "local",  "nil",   "not",   "or",
+	    "repeat",   "return", "then", "true", "until",  "while", NULL};
 	size_t i;
 
 	if (s == NULL || !((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || *s == '_'))
@@ -911,7 +915,7 @@ mj_engine_set_namespace(mj_engine *e, const char *name, const mj_value *tree)
 		          (lua_type(e->L, -1) == LUA_TSTRING &&
 		           strstr(lua_tostring(e->L, -1), "memory") != NULL);
 		set_errmsg(e, lua_type(e->L, -1) == LUA_TSTRING ? lua_tostring(e->L, -1)
-		                                                 : "cannot install the namespace");
+		                                                : "cannot install the namespace");
 		lua_pop(e->L, 1);
 		mj_value_free(&copy);
 		lua_gc(e->L, LUA_GCCOLLECT);

@@ -50,12 +50,12 @@ struct mj_engine {
 	/* State of the call in progress. */
 	/* in_call and running are read by the watchdog's signal handler on this thread. */
 	volatile sig_atomic_t in_call;
-	mj_kind killed;          /* sticky: once set, every hook raises until the call ends */
+	mj_kind killed;              /* sticky: once set, every hook raises until the call ends */
 	lua_State *volatile running; /* the thread executing now, for the asynchronous hook */
 	uint64_t insn_used;
-	uintptr_t cstack_base;   /* frame address where the call started */
-	bool mem_pressure;       /* the heap crossed the limit: collect, then decide */
-	uint64_t deadline_ns;    /* 0 = no deadline */
+	uintptr_t cstack_base; /* frame address where the call started */
+	bool mem_pressure;     /* the heap crossed the limit: collect, then decide */
+	uint64_t deadline_ns;  /* 0 = no deadline */
 	int close_depth;
 	char *out;
 	size_t out_len;

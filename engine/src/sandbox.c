@@ -207,7 +207,8 @@ l_collectgarbage(lua_State *L)
 	const char *opt = luaL_optstring(L, 1, "collect");
 
 	if (strcmp(opt, "count") != 0)
-		return luaL_error(L, "collectgarbage: option '%s' is not allowed (only \"count\")", opt);
+		return luaL_error(L, "collectgarbage: option '%s' is not allowed (only \"count\")",
+		                  opt);
 	lua_pushnumber(L, (lua_Number)lua_gc(L, LUA_GCCOUNT) +
 	                      (lua_Number)lua_gc(L, LUA_GCCOUNTB) / 1024.0);
 	return 1;
@@ -507,7 +508,7 @@ table_guard(lua_State *L)
 			int ai = kind == T_CONCAT ? 3 : 2;
 			lua_Integer i = luaL_optinteger(L, ai, 1);
 			lua_Integer j = lua_isnoneornil(L, ai + 1) ? luaL_len(L, 1)
-			                                          : luaL_checkinteger(L, ai + 1);
+			                                           : luaL_checkinteger(L, ai + 1);
 			check_range(L, i, j, cap);
 		}
 		break;
@@ -686,36 +687,37 @@ int
 mj__sandbox_open(lua_State *L)
 {
 	static const char *const base_names[] = {
-		"assert", "error", "getmetatable", "ipairs", "next", "pairs", "rawequal", "rawget",
-		"rawlen", "select", "tonumber", "tostring", "type", "_VERSION", NULL};
+	    "assert",   "error",    "getmetatable", "ipairs",   "next",
+	    "pairs",    "rawequal", "rawget",       "rawlen",   "select",
+	    "tonumber", "tostring", "type",         "_VERSION", NULL};
 	static const char *const string_names[] = {
-		"byte", "char", "format", "len", "lower", "pack", "packsize", "rep", "reverse", "sub",
-		"unpack", "upper", NULL};
-	static const char *const string_meta[] = {"__add", "__sub", "__mul", "__mod", "__pow",
+	    "byte", "char",    "format", "len",    "lower", "pack", "packsize",
+	    "rep",  "reverse", "sub",    "unpack", "upper", NULL};
+	static const char *const string_meta[] = {"__add", "__sub",  "__mul", "__mod", "__pow",
 	                                          "__div", "__idiv", "__unm", NULL};
-	static const char *const table_names[] = {"concat", "insert", "move", "pack",
+	static const char *const table_names[] = {"concat", "insert", "move",   "pack",
 	                                          "remove", "sort",   "unpack", NULL};
 	static const char *const math_names[] = {
-		"abs", "ceil", "cos", "deg", "exp", "floor", "fmod", "huge", "log", "max",
-		"maxinteger", "min", "mininteger", "modf", "pi", "rad", "random", "randomseed", "sin",
-		"sqrt", "tan", "tointeger", "type", "ult", "acos", "asin", "atan", NULL};
-	static const char *const utf8_names[] = {"char", "charpattern", "codepoint", "codes", "len",
-	                                         "offset", NULL};
-	static const char *const co_names[] = {"create", "isyieldable", "running", "status",
-	                                       "yield", NULL};
+	    "abs",       "ceil", "cos",    "deg",        "exp",  "floor",      "fmod",
+	    "huge",      "log",  "max",    "maxinteger", "min",  "mininteger", "modf",
+	    "pi",        "rad",  "random", "randomseed", "sin",  "sqrt",       "tan",
+	    "tointeger", "type", "ult",    "acos",       "asin", "atan",       NULL};
+	static const char *const utf8_names[] = {"char", "charpattern", "codepoint", "codes",
+	                                         "len",  "offset",      NULL};
+	static const char *const co_names[] = {"create", "isyieldable", "running",
+	                                       "status", "yield",       NULL};
 	static const char *const os_names[] = {"clock", "date", "difftime", "time", NULL};
-	static const luaL_Reg base_own[] = {
-		{"print", l_print},
-		{"pcall", l_pcall},
-		{"xpcall", l_xpcall},
-		{"load", l_load},
-		{"collectgarbage", l_collectgarbage},
-		{"setmetatable", l_setmetatable},
-		{"rawset", l_rawset},
-		{"require", l_require},
-		{NULL, NULL}};
+	static const luaL_Reg base_own[] = {{"print", l_print},
+	                                    {"pcall", l_pcall},
+	                                    {"xpcall", l_xpcall},
+	                                    {"load", l_load},
+	                                    {"collectgarbage", l_collectgarbage},
+	                                    {"setmetatable", l_setmetatable},
+	                                    {"rawset", l_rawset},
+	                                    {"require", l_require},
+	                                    {NULL, NULL}};
 	static const luaL_Reg co_own[] = {
-		{"resume", co_resume}, {"wrap", co_wrap}, {"close", co_close}, {NULL, NULL}};
+	    {"resume", co_resume}, {"wrap", co_wrap}, {"close", co_close}, {NULL, NULL}};
 	mj_engine *e = mj__engine_of(L);
 	int g, lib;
 	size_t i;

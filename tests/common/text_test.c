@@ -19,15 +19,27 @@ test_parse_size(void **state)
 		mj_err err;
 		size_t want;
 	} cases[] = {
-		{"16777216", MJ_OK, 16777216}, {"0", MJ_OK, 0},           {"1K", MJ_OK, 1024},
-		{"16M", MJ_OK, 16u << 20},     {"2G", MJ_OK, 2ull << 30}, {"1KiB", MJ_OK, 1024},
-		{"3MiB", MJ_OK, 3u << 20},     {"1GiB", MJ_OK, 1u << 30}, {"", MJ_EINVAL, 0},
-		{"M", MJ_EINVAL, 0},           {"12X", MJ_EINVAL, 0},     {"-1", MJ_EINVAL, 0},
-		{" 1", MJ_EINVAL, 0},          {"1 M", MJ_EINVAL, 0},     {"1m", MJ_EINVAL, 0},
-		{"1KB", MJ_EINVAL, 0},         {"1.5M", MJ_EINVAL, 0},    {"0x10", MJ_EINVAL, 0},
-		{"18446744073709551616", MJ_ELIMIT, 0},
-		{"17179869184G", MJ_ELIMIT, 0},
-		{"123456789012345678901234567890123", MJ_ELIMIT, 0},
+	    {"16777216", MJ_OK, 16777216},
+	    {"0", MJ_OK, 0},
+	    {"1K", MJ_OK, 1024},
+	    {"16M", MJ_OK, 16u << 20},
+	    {"2G", MJ_OK, 2ull << 30},
+	    {"1KiB", MJ_OK, 1024},
+	    {"3MiB", MJ_OK, 3u << 20},
+	    {"1GiB", MJ_OK, 1u << 30},
+	    {"", MJ_EINVAL, 0},
+	    {"M", MJ_EINVAL, 0},
+	    {"12X", MJ_EINVAL, 0},
+	    {"-1", MJ_EINVAL, 0},
+	    {" 1", MJ_EINVAL, 0},
+	    {"1 M", MJ_EINVAL, 0},
+	    {"1m", MJ_EINVAL, 0},
+	    {"1KB", MJ_EINVAL, 0},
+	    {"1.5M", MJ_EINVAL, 0},
+	    {"0x10", MJ_EINVAL, 0},
+	    {"18446744073709551616", MJ_ELIMIT, 0},
+	    {"17179869184G", MJ_ELIMIT, 0},
+	    {"123456789012345678901234567890123", MJ_ELIMIT, 0},
 	};
 	size_t i, out;
 
@@ -93,7 +105,8 @@ test_json_render(void **state)
 	mj_value_int(&m.u.m.keys[1], 7);
 	assert_int_equal(mj_value_array(&m.u.m.vals[1], 2), MJ_OK);
 	mj_value_bool(&m.u.m.keys[2], true);
-	assert_string_equal(render(&m, &b), "{\"k\":\"<function>\",\"7\":[null,null],\"true\":null}");
+	assert_string_equal(render(&m, &b),
+	                    "{\"k\":\"<function>\",\"7\":[null,null],\"true\":null}");
 	mj_buf_free(&b);
 	mj_value_free(&m);
 }
@@ -146,9 +159,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_size),  cmocka_unit_test(test_parse_u64),
-		cmocka_unit_test(test_json_render), cmocka_unit_test(test_value_helpers),
-		cmocka_unit_test(test_kinds),
+	    cmocka_unit_test(test_parse_size),  cmocka_unit_test(test_parse_u64),
+	    cmocka_unit_test(test_json_render), cmocka_unit_test(test_value_helpers),
+	    cmocka_unit_test(test_kinds),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -291,8 +291,9 @@ test_print_output(void **state)
 	mj_result r;
 
 	(void)state;
-	tu_eval(e, "print('a', 1, 2.5, nil, true) print() print(setmetatable({}, "
-	           "{__tostring = function() return 'T' end}))",
+	tu_eval(e,
+	        "print('a', 1, 2.5, nil, true) print() print(setmetatable({}, "
+	        "{__tostring = function() return 'T' end}))",
 	        &r);
 	assert_int_equal(r.kind, MJ_KIND_NONE);
 	assert_string_equal(r.output, "a\t1\t2.5\tnil\ttrue\n\nT\n");
@@ -344,7 +345,8 @@ test_runtime_error(void **state)
 	mj_result_free(&r);
 	/* Non-string error objects: described, never converted through metamethods. */
 	tu_expect_error(e, "error({code = 1})", MJ_KIND_RUNTIME, "error object is a table value");
-	tu_expect_error(e, "error(setmetatable({}, {__tostring = function() while true do end end}))",
+	tu_expect_error(e,
+	                "error(setmetatable({}, {__tostring = function() while true do end end}))",
 	                MJ_KIND_RUNTIME, "error object is a table value");
 	tu_expect_error(e, "error(42)", MJ_KIND_RUNTIME, "42");
 	tu_expect_error(e, "error(4.5)", MJ_KIND_RUNTIME, "4.5");
@@ -455,8 +457,7 @@ test_limits_are_sticky(void **state)
 	               "local co = coroutine.create(function() while true do end end) "
 	               "local ok = coroutine.resume(co) return ok",
 	               MJ_KIND_INSTRUCTIONS);
-	tu_expect_kind(e,
-	               "local f = load(function() while true do end end) return f",
+	tu_expect_kind(e, "local f = load(function() while true do end end) return f",
 	               MJ_KIND_INSTRUCTIONS);
 	tu_expect_kind(e,
 	               "do local x <close> = setmetatable({}, {__close = function() "
@@ -498,8 +499,9 @@ test_source_limit(void **state)
 	assert_int_equal(r.values[0].type, MJ_VNIL);
 	assert_non_null(strstr(r.values[1].u.s.ptr, "too large"));
 	mj_result_free(&r);
-	tu_expect_kind(e, "local n = 0 return load(function() n = n + 1 if n < 100 then "
-	                  "return string.rep(' ', 100) end end)",
+	tu_expect_kind(e,
+	               "local n = 0 return load(function() n = n + 1 if n < 100 then "
+	               "return string.rep(' ', 100) end end)",
 	               MJ_KIND_NONE);
 	mj_engine_free(e);
 }
@@ -556,23 +558,28 @@ static void
 test_sandbox_globals(void **state)
 {
 	static const char *const absent[] = {
-		"io", "debug", "package", "dofile", "loadfile", "warn", "string.dump", "os.execute",
-		"os.getenv", "os.exit", "os.remove", "os.rename", "os.tmpname", "os.setlocale",
-		"loadstring", "module", "unpack", "getfenv", "setfenv", "newproxy", NULL};
+	    "io",          "debug",        "package",    "dofile",  "loadfile",  "warn",
+	    "string.dump", "os.execute",   "os.getenv",  "os.exit", "os.remove", "os.rename",
+	    "os.tmpname",  "os.setlocale", "loadstring", "module",  "unpack",    "getfenv",
+	    "setfenv",     "newproxy",     NULL};
 	static const char *const present[] = {
-		"assert", "error", "getmetatable", "ipairs", "next", "pairs", "pcall", "print",
-		"rawequal", "rawget", "rawlen", "rawset", "select", "setmetatable", "tonumber",
-		"tostring", "type", "xpcall", "load", "collectgarbage", "require", "string.format",
-		"string.gsub", "table.concat", "math.floor", "utf8.char", "coroutine.wrap",
-		"os.time", "os.clock", "os.date", "os.difftime", NULL};
+	    "assert",     "error",         "getmetatable",   "ipairs",
+	    "next",       "pairs",         "pcall",          "print",
+	    "rawequal",   "rawget",        "rawlen",         "rawset",
+	    "select",     "setmetatable",  "tonumber",       "tostring",
+	    "type",       "xpcall",        "load",           "collectgarbage",
+	    "require",    "string.format", "string.gsub",    "table.concat",
+	    "math.floor", "utf8.char",     "coroutine.wrap", "os.time",
+	    "os.clock",   "os.date",       "os.difftime",    NULL};
 	mj_engine *e = tu_engine(NULL, 0);
 	char src[128];
 	size_t i;
 
 	(void)state;
 	for (i = 0; absent[i] != NULL; i++) {
-		snprintf(src, sizeof(src), "local ok, v = pcall(function() return %s end) "
-		                           "return (ok and v == nil) and 1 or 0",
+		snprintf(src, sizeof(src),
+		         "local ok, v = pcall(function() return %s end) "
+		         "return (ok and v == nil) and 1 or 0",
 		         absent[i]);
 		tu_expect_int(e, src, 1);
 	}
@@ -609,10 +616,11 @@ test_coroutines_work(void **state)
 	              "return c * 2 end) local ok, v = coroutine.resume(co, 1, 2) "
 	              "local ok2, w = coroutine.resume(co, 10) return v + w",
 	              23);
-	tu_expect_int(e,
-	              "local gen = coroutine.wrap(function() for i = 1, 3 do coroutine.yield(i) end "
-	              "end) return gen() + gen() + gen()",
-	              6);
+	tu_expect_int(
+	    e,
+	    "local gen = coroutine.wrap(function() for i = 1, 3 do coroutine.yield(i) end "
+	    "end) return gen() + gen() + gen()",
+	    6);
 	tu_expect_error(e, "local g = coroutine.wrap(function() error('inner') end) g()",
 	                MJ_KIND_RUNTIME, "inner");
 	tu_expect_int(e,
@@ -641,15 +649,16 @@ test_table_guards(void **state)
 	mj_engine *e = tu_engine(NULL, 0);
 
 	(void)state;
-	tu_expect_int(e, "local t = {3, 1, 2} table.sort(t) table.insert(t, 4) "
-	                 "table.remove(t, 1) return t[1] * 100 + t[3] * 10 + #t",
+	tu_expect_int(e,
+	              "local t = {3, 1, 2} table.sort(t) table.insert(t, 4) "
+	              "table.remove(t, 1) return t[1] * 100 + t[3] * 10 + #t",
 	              243);
 	tu_expect_int(e, "return #table.concat({1, 2, 3}, ',')", 5);
 	tu_expect_int(e, "local t = table.move({1, 2, 3}, 1, 3, 2) return t[4]", 3);
 	tu_expect_error(e, "table.move({}, 1, math.maxinteger, 2)", MJ_KIND_RUNTIME, "too large");
-	tu_expect_error(e,
-	                "table.insert(setmetatable({}, {__len = function() return 1 << 40 end}), 1, 1)",
-	                MJ_KIND_RUNTIME, "too large");
+	tu_expect_error(
+	    e, "table.insert(setmetatable({}, {__len = function() return 1 << 40 end}), 1, 1)",
+	    MJ_KIND_RUNTIME, "too large");
 	tu_expect_error(e, "table.concat({}, '', 1, 1 << 40)", MJ_KIND_RUNTIME, "too large");
 	tu_expect_error(e, "table.unpack({}, 1, 1 << 40)", MJ_KIND_RUNTIME, "too large");
 	tu_expect_error(e, "table.insert(1, 2)", MJ_KIND_RUNTIME, "table expected");
@@ -660,26 +669,26 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_new_free),
-		cmocka_unit_test(test_new_rejects_bad_config),
-		cmocka_unit_test(test_new_oom_sweep),
-		cmocka_unit_test(test_eval_oom_sweep),
-		cmocka_unit_test(test_reset),
-		cmocka_unit_test(test_state_persists_and_engines_are_isolated),
-		cmocka_unit_test(test_eval_returns_every_value),
-		cmocka_unit_test(test_run_returns_nothing),
-		cmocka_unit_test(test_bad_arguments),
-		cmocka_unit_test(test_print_output),
-		cmocka_unit_test(test_syntax_error),
-		cmocka_unit_test(test_runtime_error),
-		cmocka_unit_test(test_error_kinds_of_limits),
-		cmocka_unit_test(test_limits_are_sticky),
-		cmocka_unit_test(test_source_limit),
-		cmocka_unit_test(test_result_limits),
-		cmocka_unit_test(test_stats),
-		cmocka_unit_test(test_sandbox_globals),
-		cmocka_unit_test(test_coroutines_work),
-		cmocka_unit_test(test_table_guards),
+	    cmocka_unit_test(test_new_free),
+	    cmocka_unit_test(test_new_rejects_bad_config),
+	    cmocka_unit_test(test_new_oom_sweep),
+	    cmocka_unit_test(test_eval_oom_sweep),
+	    cmocka_unit_test(test_reset),
+	    cmocka_unit_test(test_state_persists_and_engines_are_isolated),
+	    cmocka_unit_test(test_eval_returns_every_value),
+	    cmocka_unit_test(test_run_returns_nothing),
+	    cmocka_unit_test(test_bad_arguments),
+	    cmocka_unit_test(test_print_output),
+	    cmocka_unit_test(test_syntax_error),
+	    cmocka_unit_test(test_runtime_error),
+	    cmocka_unit_test(test_error_kinds_of_limits),
+	    cmocka_unit_test(test_limits_are_sticky),
+	    cmocka_unit_test(test_source_limit),
+	    cmocka_unit_test(test_result_limits),
+	    cmocka_unit_test(test_stats),
+	    cmocka_unit_test(test_sandbox_globals),
+	    cmocka_unit_test(test_coroutines_work),
+	    cmocka_unit_test(test_table_guards),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -46,11 +46,13 @@ test_namespace_reads(void **state)
 	tu_expect_int(e, "return #Order.items", 3);
 	tu_expect_int(e, "return Order.items[2] == 'b' and Order.meta.paid and 1 or 0", 1);
 	tu_expect_int(e, "local n = 0 for k, v in pairs(Order) do n = n + 1 end return n", 5);
-	tu_expect_int(e, "local s = '' for i, v in ipairs(Order.items) do s = s .. v end "
-	                 "return s == 'abc' and 1 or 0",
+	tu_expect_int(e,
+	              "local s = '' for i, v in ipairs(Order.items) do s = s .. v end "
+	              "return s == 'abc' and 1 or 0",
 	              1);
-	tu_expect_int(e, "return type(Order) == 'table' and getmetatable(Order) == 'namespace' "
-	                 "and 1 or 0",
+	tu_expect_int(e,
+	              "return type(Order) == 'table' and getmetatable(Order) == 'namespace' "
+	              "and 1 or 0",
 	              1);
 	mj_engine_free(e);
 }
@@ -191,8 +193,7 @@ host_echo(void *ud, const mj_value *args, size_t nargs, mj_value *ret, char *err
 static mj_engine *reentrant_engine;
 
 static mj_err
-host_reenter(void *ud, const mj_value *args, size_t nargs, mj_value *ret, char *err,
-             size_t errlen)
+host_reenter(void *ud, const mj_value *args, size_t nargs, mj_value *ret, char *err, size_t errlen)
 {
 	mj_result r;
 
@@ -250,11 +251,11 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_namespace_reads),
-		cmocka_unit_test(test_namespace_is_read_only),
-		cmocka_unit_test(test_namespace_update_unset_and_reset),
-		cmocka_unit_test(test_namespace_counts_against_memory),
-		cmocka_unit_test(test_host_functions),
+	    cmocka_unit_test(test_namespace_reads),
+	    cmocka_unit_test(test_namespace_is_read_only),
+	    cmocka_unit_test(test_namespace_update_unset_and_reset),
+	    cmocka_unit_test(test_namespace_counts_against_memory),
+	    cmocka_unit_test(test_host_functions),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

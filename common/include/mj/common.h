@@ -43,8 +43,8 @@ const char *mj_kind_name(mj_kind kind);
 /* Parses a wire name back into a kind; returns MJ_EINVAL for an unknown name. */
 mj_err mj_kind_parse(const char *name, mj_kind *out);
 
-/* The allocator every moonjail library uses for host memory (not Lua heaps, which sit on top of it).
- * The functions follow malloc/realloc/free semantics. */
+/* The allocator every moonjail library uses for host memory (not Lua heaps, which sit on top of
+ * it). The functions follow malloc/realloc/free semantics. */
 typedef struct mj_allocator {
 	void *(*malloc_fn)(void *ud, size_t size);
 	void *(*realloc_fn)(void *ud, void *ptr, size_t size);

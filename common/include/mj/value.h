@@ -1,4 +1,5 @@
-/* A neutral value tree that carries script values across library, process and language boundaries. */
+/* A neutral value tree that carries script values across library, process and language boundaries.
+ */
 #ifndef MJ_VALUE_H
 #define MJ_VALUE_H
 
@@ -50,10 +51,29 @@ struct mj_value {
 /* Frees everything v owns and leaves it nil. Safe on a nil or zeroed value. */
 void mj_value_free(mj_value *v);
 
-static inline void mj_value_nil(mj_value *v) { v->type = MJ_VNIL; }
-static inline void mj_value_bool(mj_value *v, bool b) { v->type = MJ_VBOOL; v->u.b = b; }
-static inline void mj_value_int(mj_value *v, int64_t i) { v->type = MJ_VINT; v->u.i = i; }
-static inline void mj_value_float(mj_value *v, double f) { v->type = MJ_VFLOAT; v->u.f = f; }
+static inline void
+mj_value_nil(mj_value *v)
+{
+	v->type = MJ_VNIL;
+}
+static inline void
+mj_value_bool(mj_value *v, bool b)
+{
+	v->type = MJ_VBOOL;
+	v->u.b = b;
+}
+static inline void
+mj_value_int(mj_value *v, int64_t i)
+{
+	v->type = MJ_VINT;
+	v->u.i = i;
+}
+static inline void
+mj_value_float(mj_value *v, double f)
+{
+	v->type = MJ_VFLOAT;
+	v->u.f = f;
+}
 
 /* Sets v to a copy of len bytes at s. v must not own anything. MJ_ENOMEM leaves v untouched. */
 mj_err mj_value_string(mj_value *v, const void *s, size_t len);

@@ -23,7 +23,8 @@ typedef struct mj_limits {
 	uint32_t timeout_ms;   /* wall clock per call */
 	size_t output;         /* bytes of print output per call */
 	size_t source;         /* bytes of source text per call and per load() */
-	size_t result_bytes;   /* bytes of strings in the returned values (and in host-function args) */
+	size_t
+	    result_bytes; /* bytes of strings in the returned values (and in host-function args) */
 	uint32_t result_depth; /* nesting depth of returned tables */
 	size_t result_items;   /* total number of values returned, counting nested ones */
 } mj_limits;
@@ -78,18 +79,19 @@ typedef struct mj_stats {
 /* Granularity of instruction counting. Limits are exact; reported counts are whole steps. */
 #define MJ_INSTRUCTION_STEP 1000
 
-/* The outcome of one eval or run. The result owns every pointer in it; mj_result_free frees them. */
+/* The outcome of one eval or run. The result owns every pointer in it; mj_result_free frees them.
+ */
 typedef struct mj_result {
-	mj_kind kind;        /* MJ_KIND_NONE on success */
-	char *message;       /* error message, NULL on success */
-	uint32_t line;       /* line of the error, 0 when there is none */
-	char *traceback;     /* Lua traceback of a runtime error, NULL when there is none */
-	mj_value *values;    /* eval: every value the chunk returned; run: none */
+	mj_kind kind;     /* MJ_KIND_NONE on success */
+	char *message;    /* error message, NULL on success */
+	uint32_t line;    /* line of the error, 0 when there is none */
+	char *traceback;  /* Lua traceback of a runtime error, NULL when there is none */
+	mj_value *values; /* eval: every value the chunk returned; run: none */
 	size_t nvalues;
-	char *output;        /* captured print output; NUL-terminated, may contain NUL */
+	char *output; /* captured print output; NUL-terminated, may contain NUL */
 	size_t output_len;
 	bool output_truncated;
-	bool engine_reset;   /* a limit killed the call and the engine was reset: globals are gone */
+	bool engine_reset; /* a limit killed the call and the engine was reset: globals are gone */
 	mj_stats stats;
 } mj_result;
 
@@ -97,10 +99,12 @@ typedef struct mj_result {
  * every returned value. Script failures are reported in *res with MJ_OK returned; the function
  * itself fails only with MJ_EINVAL (bad arguments), MJ_ESTATE (called from inside a call, or the
  * engine is unusable) or MJ_ENOMEM (host memory). On MJ_OK the caller owns *res. */
-mj_err mj_engine_eval(mj_engine *e, const char *src, size_t len, const char *chunkname, mj_result *res);
+mj_err mj_engine_eval(mj_engine *e, const char *src, size_t len, const char *chunkname,
+                      mj_result *res);
 
 /* Like mj_engine_eval but discards returned values (no conversion, no result limits). */
-mj_err mj_engine_run(mj_engine *e, const char *src, size_t len, const char *chunkname, mj_result *res);
+mj_err mj_engine_run(mj_engine *e, const char *src, size_t len, const char *chunkname,
+                     mj_result *res);
 
 /* Frees what res owns and zeroes it. */
 void mj_result_free(mj_result *res);

@@ -20,46 +20,6 @@ static _Thread_local mj_engine *tls_engine;
 static const char *const known_modules[] = {"json", NULL};
 
 void
-mj_limits_default(mj_limits *l)
-{
-	l->memory = 16u << 20;
-	l->instructions = 100000000u;
-	l->timeout_ms = 1000;
-	l->output = 1u << 20;
-	l->source = 1u << 20;
-	l->result_bytes = 1u << 20;
-	l->result_depth = 32;
-	l->result_items = 100000;
-}
-
-mj_err
-mj_limits_check(const mj_limits *l, const char **why)
-{
-	const char *w = NULL;
-
-	if (l == NULL)
-		w = "no limits";
-	else if (l->memory < (64u << 10))
-		w = "memory limit must be at least 64 KiB";
-	else if (l->memory > ((size_t)1 << 40))
-		w = "memory limit must be at most 1 TiB";
-	else if (l->output == 0)
-		w = "output limit must be positive";
-	else if (l->source == 0)
-		w = "source limit must be positive";
-	else if (l->result_bytes == 0 || l->result_items == 0)
-		w = "result limits must be positive";
-	else if (l->result_depth == 0 || l->result_depth > 200)
-		w = "result depth must be between 1 and 200";
-	if (w != NULL) {
-		if (why != NULL)
-			*why = w;
-		return MJ_EINVAL;
-	}
-	return MJ_OK;
-}
-
-void
 mj_engine_config_default(mj_engine_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));

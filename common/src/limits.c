@@ -1,6 +1,9 @@
 /* Embedded default limits and their validation. */
 #include "mj/limits.h"
 
+/* Far above any real use, and far enough below SIZE_MAX that sums of sizes cannot wrap. */
+#define MAX_BYTES ((size_t)1 << 40)
+
 void
 mj_limits_default(mj_limits *l)
 {
@@ -25,12 +28,13 @@ mj_limits_check(const mj_limits *l, const char **why)
 		w = "memory limit must be at least 64 KiB";
 	else if (l->memory > ((size_t)1 << 40))
 		w = "memory limit must be at most 1 TiB";
-	else if (l->output == 0)
-		w = "output limit must be positive";
-	else if (l->source == 0)
-		w = "source limit must be positive";
-	else if (l->result_bytes == 0 || l->result_items == 0)
-		w = "result limits must be positive";
+	else if (l->output == 0 || l->output > MAX_BYTES)
+		w = "output limit must be between 1 byte and 1 TiB";
+	else if (l->source == 0 || l->source > MAX_BYTES)
+		w = "source limit must be between 1 byte and 1 TiB";
+	else if (l->result_bytes == 0 || l->result_bytes > MAX_BYTES || l->result_items == 0 ||
+	         l->result_items > MAX_BYTES)
+		w = "result limits must be between 1 and 1 TiB";
 	else if (l->result_depth == 0 || l->result_depth > 200)
 		w = "result depth must be between 1 and 200";
 	if (w != NULL) {

@@ -7,6 +7,7 @@
 #include <lua.h>
 
 #include "engine_impl.h"
+#include "internal.h"
 
 typedef struct conv {
 	lua_State *L;
@@ -194,7 +195,19 @@ convert(conv *c, int idx, uint32_t depth, mj_value *out)
 		if (!lua_checkstack(L, 4))
 			return fail(c, MJ_ENOMEM, "out of memory");
 		c->path[depth] = p;
+		/* A namespace is an empty proxy; convert the host data it reads through to. */
+		if (mj__namespace_data(L, idx)) {
+			err = convert_table(c, lua_gettop(L), depth, out);
+			lua_pop(L, 1);
+			return err;
+		}
 		return convert_table(c, lua_absindex(L, idx), depth, out);
+	case LUA_TLIGHTUSERDATA:
+		if (mj__json_is_null(lua_touserdata(L, idx))) {
+			mj_value_nil(out);
+			return MJ_OK;
+		}
+		/* fall through */
 	default:
 		s = lua_typename(L, lua_type(L, idx));
 		if ((err = count_bytes(c, strlen(s))) != MJ_OK)

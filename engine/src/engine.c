@@ -65,21 +65,23 @@ engine_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 		return NULL;
 	}
 	if (nsize > old && e->mem_used + (nsize - old) > limit) {
-		/* Past the limit, an allocation still succeeds within a reserve during a call,
-		 * and the script is stopped at its next instruction instead. Returning NULL
-		 * would start an emergency collection in the middle of a table assignment,
-		 * which Lua 5.4.4 gets wrong. The hook first collects garbage at that safe
-		 * point, and kills only if the heap is still over the limit. */
+		/* Past the limit, an allocation still succeeds within a reserve during a call.
+		 * Returning NULL would start an emergency collection in the middle of a table
+		 * assignment, which Lua 5.4.4 gets wrong. */
 		if (!e->in_call || e->mem_used + (nsize - old) > limit + e->mem_reserve) {
 			if (e->in_call)
 				mj__engine_kill(e, MJ_KIND_MEMORY);
 			return NULL;
 		}
-		if (!e->mem_pressure && !e->killed) {
-			e->mem_pressure = true;
-			if (e->running != NULL)
-				lua_sethook(e->running, engine_hook, LUA_MASKCOUNT, 1);
-		}
+	}
+	if (nsize > old && e->in_call && !e->mem_pressure && !e->killed &&
+	    e->mem_used + (nsize - old) > e->pressure_mark) {
+		/* Near the limit: collect at the next safe point (the hook, or the return from a
+		 * coroutine or protected call) and kill only if the live heap is over the limit,
+		 * so garbage never counts against a script. */
+		e->mem_pressure = true;
+		if (e->running != NULL)
+			lua_sethook(e->running, engine_hook, LUA_MASKCOUNT, 1);
 	}
 	if ((p = mj_realloc(ptr, nsize)) == NULL) {
 		if (nsize > old) {
@@ -121,7 +123,8 @@ mj__engine_arm(mj_engine *e, lua_State *L)
 {
 	/* Without an instruction limit no hook runs at all (a count hook slows the VM about
 	 * twice); the watchdog sets one asynchronously when the deadline passes. */
-	if (e->killed || atomic_load_explicit(&e->slot.fired, memory_order_relaxed))
+	if (e->killed || e->mem_pressure ||
+	    atomic_load_explicit(&e->slot.fired, memory_order_relaxed))
 		lua_sethook(L, engine_hook, LUA_MASKCOUNT, 1);
 	else if (e->limits.instructions != 0)
 		lua_sethook(L, engine_hook, LUA_MASKCOUNT, next_count(e, L));
@@ -166,6 +169,37 @@ over_budget(mj_engine *e)
 	return false;
 }
 
+/* The heap size at which a call first asks for a collection. */
+static size_t
+base_mark(const mj_engine *e)
+{
+	size_t limit = e->limits.memory;
+
+	return limit > 2 * e->mem_reserve ? limit - e->mem_reserve : limit / 2;
+}
+
+/* At a safe point after the heap crossed the limit: collect, and kill only if the live heap is
+ * still too big. */
+static void
+relieve_pressure(lua_State *L, mj_engine *e)
+{
+	if (!e->mem_pressure || e->killed)
+		return;
+	lua_gc(L, LUA_GCCOLLECT);
+	e->mem_pressure = false;
+	if (e->mem_used > e->limits.memory) {
+		mj__engine_kill(e, MJ_KIND_MEMORY);
+		return;
+	}
+	/* Collect again only after the heap grows by half a reserve, so a script living close to
+	 * its limit is slowed, not stalled, by repeated full collections. */
+	e->pressure_mark = e->mem_used + e->mem_reserve / 2;
+	if (e->pressure_mark > e->limits.memory)
+		e->pressure_mark = e->limits.memory;
+	if (e->pressure_mark < base_mark(e))
+		e->pressure_mark = base_mark(e);
+}
+
 static void
 engine_hook(lua_State *L, lua_Debug *ar)
 {
@@ -175,14 +209,7 @@ engine_hook(lua_State *L, lua_Debug *ar)
 		return;
 	if (!e->killed && ar->event == LUA_HOOKCOUNT)
 		e->insn_used += (uint64_t)lua_gethookcount(L);
-	if (e->mem_pressure && !e->killed) {
-		/* A safe point: collect, and kill only if the live heap is still too big. The
-		 * allocator may grow within the reserve meanwhile, so stop it re-entering. */
-		lua_gc(L, LUA_GCCOLLECT);
-		e->mem_pressure = false;
-		if (e->mem_used > e->limits.memory)
-			mj__engine_kill(e, MJ_KIND_MEMORY);
-	}
+	relieve_pressure(L, e);
 	if (over_budget(e)) {
 		mj__engine_raise_kill(L, e);
 		return;
@@ -193,7 +220,10 @@ engine_hook(lua_State *L, lua_Debug *ar)
 void
 mj__engine_check(lua_State *L, mj_engine *e)
 {
-	if (e->in_call && over_budget(e))
+	if (!e->in_call)
+		return;
+	relieve_pressure(L, e);
+	if (over_budget(e))
 		mj__engine_raise_kill(L, e);
 }
 
@@ -589,8 +619,12 @@ begin_call(mj_engine *e)
 	e->out_truncated = false;
 	e->err_line = 0;
 	e->mem_pressure = false;
+	e->pressure_mark = base_mark(e);
 	e->mem_peak = e->mem_used;
 	e->cstack_base = (uintptr_t)__builtin_frame_address(0);
+	/* A host function may call into another engine on this thread; put the caller back
+	 * afterwards so its deadline signal still finds it. */
+	e->tls_prev = tls_engine;
 	tls_engine = e;
 }
 
@@ -598,7 +632,8 @@ static void
 end_call(mj_engine *e)
 {
 	mj__wd_disarm(&e->slot);
-	tls_engine = NULL;
+	tls_engine = e->tls_prev;
+	e->tls_prev = NULL;
 	e->in_call = false;
 	e->running = NULL;
 	lua_sethook(e->L, NULL, 0, 0);

@@ -54,6 +54,8 @@ struct mj_engine {
 	lua_State *volatile running; /* the thread executing now, for the asynchronous hook */
 	uint64_t insn_used;
 	uintptr_t cstack_base; /* frame address where the call started */
+	mj_engine *tls_prev;   /* the engine this thread was running when this call began */
+	size_t pressure_mark;  /* heap size that asks for a collection at the next safe point */
 	bool mem_pressure;     /* the heap crossed the limit: collect, then decide */
 	uint64_t deadline_ns;  /* 0 = no deadline */
 	int close_depth;

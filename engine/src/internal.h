@@ -11,6 +11,13 @@
  * hundred to few thousand steps. Outside an engine call it does nothing. */
 void mj__engine_tick(lua_State *L, unsigned steps);
 
+/* If the value at idx is a namespace proxy, pushes its data table and returns 1; otherwise
+ * pushes nothing and returns 0. Never allocates or raises; needs two free stack slots. */
+int mj__namespace_data(lua_State *L, int idx);
+
+/* Whether p is the json.null sentinel (a light userdata). */
+int mj__json_is_null(const void *p);
+
 /* lua_CFunction that pushes the json module table (json.encode, json.decode, json.null). */
 int mj__json_open(lua_State *L);
 

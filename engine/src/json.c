@@ -642,6 +642,12 @@ enc_table(encoder *e, int idx, int depth)
 		enc_object(e, idx, depth, has_str);
 }
 
+int
+mj__json_is_null(const void *p)
+{
+	return p == JSON_NULL;
+}
+
 static void
 enc_value(encoder *e, int idx, int depth)
 {
@@ -670,6 +676,13 @@ enc_value(encoder *e, int idx, int depth)
 		return;
 	}
 	case LUA_TTABLE:
+		/* A namespace is an empty proxy; its contents live in the data table. */
+		luaL_checkstack(L, 2, "json.encode: nesting too deep");
+		if (mj__namespace_data(L, idx)) {
+			enc_table(e, lua_gettop(L), depth);
+			lua_pop(L, 1);
+			return;
+		}
 		enc_table(e, idx, depth);
 		return;
 	case LUA_TLIGHTUSERDATA:

@@ -15,7 +15,6 @@
 
 #define REG_MODULES "mj.modules"
 #define REG_LOADED "mj.loaded"
-#define NS_MARK "__mj_namespace"
 
 /* ---- print ---- */
 
@@ -154,7 +153,7 @@ reader_fn(lua_State *L, void *ud, size_t *size)
 	s = lua_tolstring(L, 5, size);
 	r->total += *size;
 	if (r->total > r->limit)
-		luaL_error(L, "chunk too large (limit %d bytes)", (int)r->limit);
+		luaL_error(L, "chunk too large (limit %I bytes)", (lua_Integer)r->limit);
 	return s;
 }
 
@@ -177,7 +176,8 @@ l_load(lua_State *L)
 		name = luaL_optstring(L, 2, s);
 		if (len > r.limit) {
 			luaL_pushfail(L);
-			lua_pushfstring(L, "chunk too large (limit %d bytes)", (int)r.limit);
+			lua_pushfstring(L, "chunk too large (limit %I bytes)",
+			                (lua_Integer)r.limit);
 			return 2;
 		}
 		status = luaL_loadbufferx(L, s, len, name, "t");
@@ -236,17 +236,31 @@ l_setmetatable(lua_State *L)
 	return 1;
 }
 
+/* The key under which a namespace proxy's metatable holds its data table: a light userdata,
+ * so finding it needs no string (and so no allocation). */
+static const char ns_key;
+
+int
+mj__namespace_data(lua_State *L, int idx)
+{
+	if (!lua_getmetatable(L, idx))
+		return 0;
+	if (lua_rawgetp(L, -1, &ns_key) == LUA_TTABLE) {
+		lua_remove(L, -2);
+		return 1;
+	}
+	lua_pop(L, 2);
+	return 0;
+}
+
 static int
 is_namespace(lua_State *L, int idx)
 {
-	int r = 0;
-
-	if (lua_getmetatable(L, idx)) {
-		lua_pushliteral(L, NS_MARK);
-		r = lua_rawget(L, -2) != LUA_TNIL;
-		lua_pop(L, 2);
-	}
-	return r;
+	luaL_checkstack(L, 2, NULL);
+	if (!mj__namespace_data(L, idx))
+		return 0;
+	lua_pop(L, 1);
+	return 1;
 }
 
 static int
@@ -446,7 +460,7 @@ co_close(lua_State *L)
 
 /* ---- table functions: ranges bounded so a fake __len cannot loop in C for hours ---- */
 
-enum { T_LEN, T_SORT, T_CONCAT, T_UNPACK, T_MOVE };
+enum { T_SORT, T_CONCAT, T_UNPACK, T_MOVE };
 
 static lua_Integer
 range_cap(const mj_engine *e)
@@ -480,6 +494,64 @@ check_range(lua_State *L, lua_Integer first, lua_Integer last, lua_Integer cap)
 	charge(L, (size_t)n + 1);
 }
 
+/* insert and remove read the length once: with Lua's own, a __len that answers differently
+ * the second time would size a C loop the range check never saw. */
+static int
+t_insert(lua_State *L)
+{
+	mj_engine *e = mj__engine_of(L);
+	lua_Integer n, pos, i;
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	n = luaL_len(L, 1);
+	/* A negative __len would make every position "in bounds" and the shift loop endless. */
+	luaL_argcheck(L, n >= 0, 1, "table length is negative");
+	check_range(L, 1, n, range_cap(e));
+	switch (lua_gettop(L)) {
+	case 2:
+		lua_seti(L, 1, n + 1);
+		return 0;
+	case 3:
+		pos = luaL_checkinteger(L, 2);
+		/* unsigned, so one comparison covers both ends of 1 <= pos <= n + 1 */
+		luaL_argcheck(L, (lua_Unsigned)pos - 1u < (lua_Unsigned)n + 1u, 2,
+		              "position out of bounds");
+		for (i = n + 1; i > pos; i--) {
+			lua_geti(L, 1, i - 1);
+			lua_seti(L, 1, i);
+		}
+		lua_seti(L, 1, pos);
+		return 0;
+	default:
+		return luaL_error(L, "wrong number of arguments to 'insert'");
+	}
+}
+
+static int
+t_remove(lua_State *L)
+{
+	mj_engine *e = mj__engine_of(L);
+	lua_Integer n, pos;
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	n = luaL_len(L, 1);
+	/* A negative __len would make every position "in bounds" and the shift loop endless. */
+	luaL_argcheck(L, n >= 0, 1, "table length is negative");
+	check_range(L, 1, n, range_cap(e));
+	pos = luaL_optinteger(L, 2, n);
+	if (pos != n)
+		luaL_argcheck(L, (lua_Unsigned)pos - 1u <= (lua_Unsigned)n, 2,
+		              "position out of bounds");
+	lua_geti(L, 1, pos);
+	for (; pos < n; pos++) {
+		lua_geti(L, 1, pos + 1);
+		lua_seti(L, 1, pos);
+	}
+	lua_pushnil(L);
+	lua_seti(L, 1, pos);
+	return 1;
+}
+
 static int
 table_guard(lua_State *L)
 {
@@ -489,13 +561,15 @@ table_guard(lua_State *L)
 	int top = lua_gettop(L);
 
 	switch (kind) {
-	case T_LEN:
-		if (lua_type(L, 1) == LUA_TTABLE)
-			check_range(L, 1, luaL_len(L, 1), cap);
-		break;
 	case T_SORT:
 		if (lua_type(L, 1) == LUA_TTABLE) {
-			lua_Integer n = luaL_len(L, 1);
+			lua_Integer n;
+			/* Lua's sort asks __len again; only a plain length can be checked once. */
+			if (luaL_getmetafield(L, 1, "__len") != LUA_TNIL)
+				return luaL_error(L,
+				                  "table.sort: tables with a __len metamethod are "
+				                  "not supported");
+			n = luaL_len(L, 1);
 			check_range(L, 1, n, cap);
 			/* a sort compares about n log2 n times; the range check paid n */
 			for (; n > 1; n >>= 1)
@@ -510,6 +584,17 @@ table_guard(lua_State *L)
 			lua_Integer j = lua_isnoneornil(L, ai + 1) ? luaL_len(L, 1)
 			                                           : luaL_checkinteger(L, ai + 1);
 			check_range(L, i, j, cap);
+			/* Pass the checked bounds on, so the library never asks __len itself. */
+			if (kind == T_CONCAT && lua_isnoneornil(L, 2)) {
+				lua_pushliteral(L, "");
+				lua_replace(L, 2);
+			}
+			lua_settop(L, ai + 1);
+			lua_pushinteger(L, i);
+			lua_replace(L, ai);
+			lua_pushinteger(L, j);
+			lua_replace(L, ai + 1);
+			top = ai + 1;
 		}
 		break;
 	case T_MOVE:
@@ -755,8 +840,10 @@ mj__sandbox_open(lua_State *L)
 
 	open_lib(L, luaopen_table, table_names);
 	lib = lua_gettop(L);
-	guard_table_fn(L, lib, "insert", T_LEN);
-	guard_table_fn(L, lib, "remove", T_LEN);
+	lua_pushcfunction(L, t_insert);
+	lua_setfield(L, lib, "insert");
+	lua_pushcfunction(L, t_remove);
+	lua_setfield(L, lib, "remove");
 	guard_table_fn(L, lib, "sort", T_SORT);
 	guard_table_fn(L, lib, "concat", T_CONCAT);
 	guard_table_fn(L, lib, "unpack", T_UNPACK);
@@ -849,8 +936,8 @@ mj__sandbox_wrap_readonly(lua_State *L)
 	lua_setfield(L, -2, "__metatable");
 	lua_pushliteral(L, "namespace");
 	lua_setfield(L, -2, "__name");
-	lua_pushboolean(L, 1);
-	lua_setfield(L, -2, NS_MARK);
+	lua_pushvalue(L, data);
+	lua_rawsetp(L, -2, &ns_key);
 	lua_setmetatable(L, -2);
 	lua_replace(L, data);
 }

@@ -197,7 +197,7 @@ item_end(struct matcher *m, const char *p)
 }
 
 static int
-item_matches(const struct matcher *m, const char *s, const char *p, const char *ep)
+item_matches(struct matcher *m, const char *s, const char *p, const char *ep)
 {
 	int c;
 
@@ -210,6 +210,8 @@ item_matches(const struct matcher *m, const char *s, const char *p, const char *
 	case '%':
 		return class_has(c, (unsigned char)p[1]);
 	case '[':
+		/* A set is scanned whole for each subject byte; a huge set is paid for. */
+		charge(m, (size_t)(ep - p) >> 3);
 		return set_has(c, p, ep - 1);
 	default:
 		return (unsigned char)*p == c;
@@ -369,6 +371,7 @@ match_seq(struct matcher *m, const char *s, const char *p)
 				/* The subject's edges count as '\0', as Lua sees its terminator. */
 				prev = s == m->src ? 0 : (unsigned char)s[-1];
 				cur = s < m->src_end ? (unsigned char)*s : 0;
+				charge(m, (size_t)(ep - p) >> 2);
 				if (set_has(prev, p, ep - 1) || !set_has(cur, p, ep - 1))
 					return NULL;
 				p = ep;
@@ -635,6 +638,8 @@ add_string_repl(struct matcher *m, luaL_Buffer *b, const char *s, const char *e)
 	const char *r = lua_tolstring(L, 3, &l);
 	const char *pct;
 
+	/* Captures in the replacement can be empty, so the output alone does not bound the work. */
+	charge(m, l);
 	while ((pct = memchr(r, '%', l)) != NULL) {
 		luaL_addlstring(b, r, (size_t)(pct - r));
 		/* A trailing '%' reads the string's terminator and is rejected below. */

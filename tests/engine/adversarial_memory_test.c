@@ -165,6 +165,13 @@ static const adv_case legit_cases[] = {
             "for i = 1, 2000 do local tmp = string.rep('t', 1000) .. i end return #keep",
      .kind = MJ_KIND_NONE,
      .values = "2200"},
+    {.name = "garbage_made_inside_coroutines",
+     .src = "local keep = {} for i = 1, 2200 do keep[i] = string.rep('k', 1000) .. i end "
+            "for i = 1, 200 do "
+            "local s = coroutine.wrap(function() return string.rep('y', 200000) end)() end "
+            "return #keep",
+     .kind = MJ_KIND_NONE,
+     .values = "2200"},
     {.name = "after_kill_engine_has_room",
      .src = "local t = {} for i = 1, 3000 do t[i] = string.rep('z', 1000) .. i end return #t",
      .kind = MJ_KIND_NONE,

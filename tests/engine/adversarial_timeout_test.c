@@ -154,6 +154,40 @@ static const adv_case cases[] = {
      .src = "local mt = {} local t = setmetatable({}, mt) mt.__call = t return t()",
      .kind = MJ_KIND_TIMEOUT,
      .alt = MJ_KIND_MEMORY},
+    /* ---- found in review: a __len that answers differently the second time ---- */
+    {.name = "two_faced_len_insert",
+     .src = "local c = 0 local t = setmetatable({}, {__len = function() c = c + 1 "
+            "if c == 1 then return 1 end return 1 << 40 end}) table.insert(t, 1, 'x') "
+            "return rawget(t, 1)",
+     .kind = MJ_KIND_NONE,
+     .values = "\"x\""},
+    {.name = "two_faced_len_remove",
+     .src = "local c = 0 local t = setmetatable({}, {__len = function() c = c + 1 "
+            "if c == 1 then return 1 end return 1 << 40 end}) table.remove(t, 1) return c",
+     .kind = MJ_KIND_NONE,
+     .values = "1"},
+    {.name = "two_faced_len_sort",
+     .src = "local c = 0 local t = setmetatable({}, {__len = function() c = c + 1 "
+            "if c == 1 then return 2 end return (1 << 31) - 2 end}) table.sort(t, tonumber)",
+     .kind = MJ_KIND_RUNTIME,
+     .needle = "__len"},
+    {.name = "negative_len_insert",
+     .src = "local t = setmetatable({}, {__len = function() return -5 end}) "
+            "table.insert(t, math.mininteger, 1)",
+     .kind = MJ_KIND_RUNTIME,
+     .needle = "negative"},
+    {.name = "huge_set_scan",
+     .src = "return (('b'):rep(1e6)):find('[' .. ('a'):rep(1e6) .. ']')",
+     .kind = MJ_KIND_TIMEOUT,
+     .alt = MJ_KIND_MEMORY},
+    {.name = "huge_frontier_set",
+     .src = "for w in (('b '):rep(5e5)):gmatch('%f[' .. ('a'):rep(1e6) .. ']') do end",
+     .kind = MJ_KIND_TIMEOUT,
+     .alt = MJ_KIND_MEMORY},
+    {.name = "gsub_empty_capture_repl",
+     .src = "return (('b'):rep(1e6)):gsub('(a*)', ('%1'):rep(1e6))",
+     .kind = MJ_KIND_TIMEOUT,
+     .alt = MJ_KIND_MEMORY},
 };
 
 static void

@@ -21,6 +21,15 @@ mj__engine_tick(lua_State *L, unsigned steps)
 		luaL_error(L, "tick budget exceeded");
 }
 
+/* Stands in for the engine's namespaces: none exist in these standalone states. */
+int
+mj__namespace_data(lua_State *L, int idx)
+{
+	(void)L;
+	(void)idx;
+	return 0;
+}
+
 static const char prelude[] =
     "function deq(a, b)\n"
     "  if type(a) ~= type(b) then return false end\n"

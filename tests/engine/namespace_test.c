@@ -247,6 +247,82 @@ test_host_functions(void **state)
 	mj_engine_free(e);
 }
 
+static void
+test_namespace_converts_to_its_data(void **state)
+{
+	mj_engine *e = tu_engine(NULL, 1);
+	mj_value order;
+	mj_result r;
+
+	(void)state;
+	make_order(&order);
+	assert_int_equal(mj_engine_set_namespace(e, "Order", &order), MJ_OK);
+	mj_value_free(&order);
+	tu_eval(e, "return Order, Order.items, require('json').encode(Order.items)", &r);
+	assert_int_equal(r.kind, MJ_KIND_NONE);
+	assert_int_equal(r.nvalues, 3);
+	assert_int_equal(r.values[0].type, MJ_VMAP);
+	assert_int_equal(r.values[0].u.m.len, 5);
+	assert_int_equal(r.values[1].type, MJ_VARRAY);
+	assert_int_equal(r.values[1].u.a.len, 3);
+	assert_int_equal(r.values[2].type, MJ_VSTRING);
+	assert_string_equal(r.values[2].u.s.ptr, "[\"a\",\"b\",\"c\"]");
+	mj_result_free(&r);
+	/* The data behind a namespace stays out of reach through pairs. */
+	tu_expect_error(e, "local f, s = pairs(Order) s.id = 0", MJ_KIND_RUNTIME, "read-only");
+	tu_expect_int(e, "local f, s = pairs(Order) for k, v in f, s do end return Order.id", 7);
+	/* json.null in a result is nil. */
+	tu_eval(e, "return require('json').decode('[1, null, 3]')", &r);
+	assert_int_equal(r.values[0].type, MJ_VARRAY);
+	assert_int_equal(r.values[0].u.a.items[1].type, MJ_VNIL);
+	mj_result_free(&r);
+	mj_engine_free(e);
+}
+
+static mj_engine *other_engine;
+
+static mj_err
+host_use_other(void *ud, const mj_value *args, size_t nargs, mj_value *ret, char *err,
+               size_t errlen)
+{
+	mj_result r;
+
+	(void)ud;
+	(void)args;
+	(void)nargs;
+	(void)err;
+	(void)errlen;
+	if (mj_engine_eval(other_engine, "return 1", 8, NULL, &r) != MJ_OK)
+		return MJ_EINTERNAL;
+	mj_value_int(ret, r.values[0].u.i);
+	mj_result_free(&r);
+	return MJ_OK;
+}
+
+/* A host function that runs another engine on the same thread must not switch off the caller's
+ * wall-clock limit (found in review: the thread's current engine was not restored). */
+static void
+test_nested_engine_keeps_deadline(void **state)
+{
+	mj_limits l;
+	mj_engine *a;
+	mj_result r;
+
+	(void)state;
+	mj_limits_default(&l);
+	l.instructions = 0;
+	l.timeout_ms = 200;
+	a = tu_engine(&l, 0);
+	other_engine = tu_engine(NULL, 0);
+	assert_int_equal(mj_engine_register_function(a, "other", host_use_other, NULL), MJ_OK);
+	tu_eval(a, "local x = other() while true do end", &r);
+	assert_int_equal(r.kind, MJ_KIND_TIMEOUT);
+	assert_true(r.stats.wall_us < 5000000);
+	mj_result_free(&r);
+	mj_engine_free(other_engine);
+	mj_engine_free(a);
+}
+
 int
 main(void)
 {
@@ -256,6 +332,8 @@ main(void)
 	    cmocka_unit_test(test_namespace_update_unset_and_reset),
 	    cmocka_unit_test(test_namespace_counts_against_memory),
 	    cmocka_unit_test(test_host_functions),
+	    cmocka_unit_test(test_namespace_converts_to_its_data),
+	    cmocka_unit_test(test_nested_engine_keeps_deadline),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

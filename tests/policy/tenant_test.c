@@ -78,6 +78,16 @@ test_limits_check(void **state)
 	l.memory = (size_t)1 << 41;
 	assert_int_equal(mj_limits_check(&l, &why), MJ_EINVAL);
 	assert_int_equal(mj_limits_check(NULL, &why), MJ_EINVAL);
+	/* Sizes near SIZE_MAX would wrap sums inside the engine (found in review). */
+	mj_limits_default(&l);
+	l.output = SIZE_MAX;
+	assert_int_equal(mj_limits_check(&l, &why), MJ_EINVAL);
+	mj_limits_default(&l);
+	l.result_bytes = SIZE_MAX;
+	assert_int_equal(mj_limits_check(&l, &why), MJ_EINVAL);
+	mj_limits_default(&l);
+	l.source = (size_t)1 << 41;
+	assert_int_equal(mj_limits_check(&l, &why), MJ_EINVAL);
 }
 
 int

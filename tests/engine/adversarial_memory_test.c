@@ -167,7 +167,7 @@ static const adv_case legit_cases[] = {
      .values = "2200"},
     {.name = "garbage_made_inside_coroutines",
      .src = "local keep = {} for i = 1, 2200 do keep[i] = string.rep('k', 1000) .. i end "
-            "for i = 1, 200 do "
+            "for i = 1, 60 do "
             "local s = coroutine.wrap(function() return string.rep('y', 200000) end)() end "
             "return #keep",
      .kind = MJ_KIND_NONE,

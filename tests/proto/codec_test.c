@@ -309,6 +309,51 @@ test_kinds(void **state)
 	assert_int_equal(mj_proto_kind_from((Moonjail__V1__ErrorKind)99), MJ_KIND_INTERNAL);
 }
 
+static void
+test_limits(void **state)
+{
+	Moonjail__V1__Limits *pl = NULL;
+	Moonjail__V1__Limit mem = MOONJAIL__V1__LIMIT__INIT;
+	Moonjail__V1__Limits partial = MOONJAIL__V1__LIMITS__INIT;
+	ProtobufCMessage *m = NULL;
+	mj_limits want, got;
+	uint8_t *buf;
+	size_t len;
+	char why[64];
+
+	(void)state;
+	mj_limits_default(&want);
+	want.instructions = 0;
+	want.timeout_ms = 250;
+	want.result_depth = 9;
+	assert_int_equal(mj_proto_limits_from(&want, &pl), MJ_OK);
+	assert_int_equal(mj_proto_pack(&pl->base, &buf, &len), MJ_OK);
+	mj_proto_free(&pl->base);
+	assert_int_equal(mj_proto_unpack(&moonjail__v1__limits__descriptor, buf, len, NULL, &m, why,
+	                                 sizeof(why)),
+	                 MJ_OK);
+	memset(&got, 0xff, sizeof(got));
+	mj_proto_limits_apply((Moonjail__V1__Limits *)m, &got);
+	assert_int_equal(got.memory, want.memory);
+	assert_true(got.instructions == want.instructions);
+	assert_int_equal(got.timeout_ms, want.timeout_ms);
+	assert_int_equal(got.output, want.output);
+	assert_int_equal(got.source, want.source);
+	assert_int_equal(got.result_bytes, want.result_bytes);
+	assert_int_equal(got.result_depth, want.result_depth);
+	assert_int_equal(got.result_items, want.result_items);
+	mj_proto_free(m);
+	mj_free(buf);
+	/* Absent fields leave the defaults alone; NULL changes nothing. */
+	mem.value = 12345678;
+	partial.memory = &mem;
+	mj_limits_default(&got);
+	mj_proto_limits_apply(&partial, &got);
+	mj_proto_limits_apply(NULL, &got);
+	assert_int_equal(got.memory, 12345678);
+	assert_int_equal(got.timeout_ms, 1000);
+}
+
 int
 main(void)
 {
@@ -320,6 +365,7 @@ main(void)
 	    cmocka_unit_test(test_value_round_trip),
 	    cmocka_unit_test(test_bad_keys),
 	    cmocka_unit_test(test_kinds),
+	    cmocka_unit_test(test_limits),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

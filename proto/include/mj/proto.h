@@ -5,8 +5,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "internal.pb-c.h"
 #include "moonjail.pb-c.h"
 #include "mj/common.h"
+#include "mj/limits.h"
 #include "mj/value.h"
 
 #ifdef __cplusplus
@@ -56,6 +58,13 @@ mj_err mj_proto_to_value(const mj_pvalue *pv, mj_value *v, char *why, size_t why
 /* Builds a wire value from v, allocated with mj_malloc; release it with mj_proto_pvalue_free. */
 mj_err mj_proto_from_value(const mj_value *v, mj_pvalue **out);
 void mj_proto_pvalue_free(mj_pvalue *pv);
+
+/* Overrides the fields of *l that pl sets (pl may be NULL). Values are not checked here:
+ * validate the result with mj_limits_check or a tenant policy. */
+void mj_proto_limits_apply(const Moonjail__V1__Limits *pl, mj_limits *l);
+
+/* Builds wire Limits with every field set from l; release with mj_proto_free(&(*out)->base). */
+mj_err mj_proto_limits_from(const mj_limits *l, Moonjail__V1__Limits **out);
 
 /* Maps between engine error kinds and the wire enum. */
 Moonjail__V1__ErrorKind mj_proto_kind(mj_kind kind);

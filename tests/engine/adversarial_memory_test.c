@@ -12,6 +12,18 @@ static const mj_limits big_heap = {
     .result_items = 100000,
 };
 
+/* Growing a heap of many small live objects up to the cap takes a series of full collections
+ * (garbage never counts), which is slow under sanitizers: these cases get a longer clock so
+ * they can only end by the memory limit. */
+static const mj_limits slow_cap = {.memory = 4u << 20,
+                                   .instructions = 0,
+                                   .timeout_ms = 5000,
+                                   .output = 1u << 20,
+                                   .source = 1u << 20,
+                                   .result_bytes = 1u << 20,
+                                   .result_depth = 32,
+                                   .result_items = 100000};
+
 static const adv_case cases[] = {
     /* ---- strings ---- */
     {.name = "string_rep_huge",
@@ -133,11 +145,15 @@ static const adv_case cases[] = {
     {.name = "garbage_then_fresh_keys",
      .src = "local t, i = {}, 0 while true do i = i + 1 "
             "local junk = string.rep('j', 300) .. i t[junk:sub(1, 8) .. i] = {i} end",
-     .kind = MJ_KIND_MEMORY},
+     .kind = MJ_KIND_MEMORY,
+     .limits = &slow_cap,
+     .max_ms = 6000},
     {.name = "fresh_table_keys_at_cap",
      .src = "local fill = {} while collectgarbage('count') < 3950 do fill[#fill + 1] = {} end "
             "local t = {} while true do t[{}] = {} end",
-     .kind = MJ_KIND_MEMORY},
+     .kind = MJ_KIND_MEMORY,
+     .limits = &slow_cap,
+     .max_ms = 6000},
 
     /* ---- a bigger heap: many collections along the way ---- */
     {.name = "big_heap_table_growth",

@@ -8,4 +8,4 @@ cmake --build build -j "$(nproc 2>/dev/null || echo 2)" --target moonjail-demo >
 if [ "$#" -eq 0 ]; then
 	set -- -e 'local t = {} for i = 1, 5 do t[i] = i * i end print("squares:", table.concat(t, " ")) return t, _VERSION'
 fi
-exec ./build/demo/moonjail-demo "$@"
+exec ./build/bin/moonjail-demo "$@"

@@ -1,0 +1,328 @@
+/* moonjaild: the supervisor. Listens for clients, runs workers, routes, never runs Lua. */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mj/text.h"
+#include "supervisor.h"
+
+sv_state sv;
+
+static const char usage[] =
+	"usage: moonjaild [options]\n"
+	"Runs untrusted Lua 5.4 scripts for many tenants: listens for clients (protobuf over\n"
+	"nng REQ/REP), starts worker processes, routes each tenant to one worker. Runs with no\n"
+	"config file, on embedded defaults.\n"
+	"\n"
+	"options:\n"
+	"  --listen URL            listen on URL (ipc:// or tcp://; repeatable). Default:\n"
+	"                          ipc://RUNTIME_DIR/moonjail.sock\n"
+	"  --workers N             worker processes (default: one per CPU)\n"
+	"  --executors N           executor threads per worker (default 2)\n"
+	"  --worker-memory SIZE    Lua heap budget per worker before idle engines are evicted\n"
+	"                          (default 1G)\n"
+	"  --memory-limit SIZE     default Lua heap per engine (default 16M; K M G KiB MiB GiB)\n"
+	"  --instruction-limit N   default VM instructions per call (default 100000000; 0 = none)\n"
+	"  --timeout-ms N          default wall clock per call (default 1000; 0 = none)\n"
+	"  --output-limit SIZE     default print output per call (default 1M)\n"
+	"  --runtime-dir DIR       private directory for sockets (default /run/moonjail as root,\n"
+	"                          else $XDG_RUNTIME_DIR/moonjail or /tmp/moonjail-UID)\n"
+	"  --worker-bin PATH       the worker program (default: moonjail-worker next to moonjaild)\n"
+	"  --insecure-tcp          allow plain tcp:// listeners on non-loopback addresses\n"
+	"  --log-format text|json  log format on stderr (default text)\n"
+	"  -h, --help              this text\n"
+	"\n"
+	"signals: SIGTERM/SIGINT drain in-flight requests, then exit; SIGHUP is logged.\n";
+
+static int
+die_usage(const char *msg, const char *arg)
+{
+	fprintf(stderr, "moonjaild: %s%s%s\n", msg, arg ? ": " : "", arg ? arg : "");
+	fprintf(stderr, "try 'moonjaild --help'\n");
+	return 2;
+}
+
+static int
+parse_int(const char *s, int lo, int hi, int *out)
+{
+	uint64_t v;
+
+	if (mj_parse_u64(s, &v) != MJ_OK || v < (uint64_t)lo || v > (uint64_t)hi)
+		return -1;
+	*out = (int)v;
+	return 0;
+}
+
+/* A plain tcp:// listener is refused off loopback: this transport has no authentication. */
+static bool
+tcp_loopback(const char *url)
+{
+	const char *host = strstr(url, "://") + 3;
+
+	return strncmp(host, "127.", 4) == 0 || strncmp(host, "localhost:", 10) == 0 ||
+	       strncmp(host, "[::1]:", 6) == 0;
+}
+
+static int
+make_dir(const char *path, mode_t mode)
+{
+	struct stat st;
+
+	if (mkdir(path, mode) != 0 && errno != EEXIST)
+		return -1;
+	if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid()) {
+		errno = EPERM;
+		return -1;
+	}
+	return chmod(path, mode);
+}
+
+/* Removes a socket file left by a dead server; a live one is kept (nng then fails cleanly). */
+static void
+remove_stale_socket(const char *url)
+{
+	struct sockaddr_un sa;
+	const char *path;
+	int fd;
+
+	if (strncmp(url, "ipc://", 6) != 0)
+		return;
+	path = url + 6;
+	if (strlen(path) >= sizeof(sa.sun_path) || access(path, F_OK) != 0)
+		return;
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	strcpy(sa.sun_path, path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0)
+		return;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 && errno == ECONNREFUSED)
+		unlink(path);
+	close(fd);
+}
+
+static const char *
+default_runtime_dir(char *buf, size_t cap)
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+
+	if (geteuid() == 0)
+		snprintf(buf, cap, "/run/moonjail");
+	else if (xdg != NULL && *xdg == '/')
+		snprintf(buf, cap, "%s/moonjail", xdg);
+	else
+		snprintf(buf, cap, "/tmp/moonjail-%u", (unsigned)geteuid());
+	return buf;
+}
+
+static const char *
+default_worker_bin(char *buf, size_t cap)
+{
+	char self[PATH_MAX - 32];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	char *slash;
+
+	if (n <= 0)
+		return "moonjail-worker";
+	self[n] = '\0';
+	if ((slash = strrchr(self, '/')) != NULL)
+		*slash = '\0';
+	snprintf(buf, cap, "%s/moonjail-worker", self);
+	return buf;
+}
+
+void
+sv_policy_for(const char *tenant, mj_tenant_policy *out)
+{
+	(void)tenant;
+	mj_policy_default(out, &sv.cfg.defaults);
+}
+
+static void
+cleanup_dirs(void)
+{
+	char path[420];
+	int i;
+
+	for (i = 0; i < sv.cfg.nworkers; i++) {
+		snprintf(path, sizeof(path), "%s/worker-%d.sock", sv.worker_dir, i);
+		unlink(path);
+	}
+	rmdir(sv.worker_dir);
+}
+
+static int
+parse_args(int argc, char **argv, char *rtbuf, size_t rtcap, char *wbuf, size_t wcap)
+{
+	sv_config *c = &sv.cfg;
+	uint64_t u;
+	int a;
+
+	for (a = 1; a < argc; a++) {
+		const char *o = argv[a], *v = a + 1 < argc ? argv[a + 1] : NULL;
+		if (strcmp(o, "-h") == 0 || strcmp(o, "--help") == 0) {
+			fputs(usage, stdout);
+			exit(0);
+		} else if (strcmp(o, "--insecure-tcp") == 0) {
+			c->insecure_tcp = true;
+			continue;
+		}
+		if (v == NULL)
+			return die_usage("unknown option or missing value", o);
+		a++;
+		if (strcmp(o, "--listen") == 0) {
+			if (c->nlisten == SV_MAX_LISTEN)
+				return die_usage("too many --listen options", NULL);
+			c->listen[c->nlisten++] = v;
+		} else if (strcmp(o, "--workers") == 0) {
+			if (parse_int(v, 1, SV_MAX_WORKERS, &c->nworkers) != 0)
+				return die_usage("--workers wants 1-256", v);
+		} else if (strcmp(o, "--executors") == 0) {
+			if (parse_int(v, 1, 64, &c->executors) != 0)
+				return die_usage("--executors wants 1-64", v);
+		} else if (strcmp(o, "--worker-memory") == 0) {
+			if (mj_parse_size(v, &c->worker_memory) != MJ_OK)
+				return die_usage("bad size", v);
+		} else if (strcmp(o, "--memory-limit") == 0) {
+			if (mj_parse_size(v, &c->defaults.memory) != MJ_OK)
+				return die_usage("bad size", v);
+		} else if (strcmp(o, "--output-limit") == 0) {
+			if (mj_parse_size(v, &c->defaults.output) != MJ_OK)
+				return die_usage("bad size", v);
+		} else if (strcmp(o, "--instruction-limit") == 0) {
+			if (mj_parse_u64(v, &c->defaults.instructions) != MJ_OK)
+				return die_usage("bad number", v);
+		} else if (strcmp(o, "--timeout-ms") == 0) {
+			if (mj_parse_u64(v, &u) != MJ_OK || u > 3600000)
+				return die_usage("--timeout-ms wants 0-3600000", v);
+			c->defaults.timeout_ms = (uint32_t)u;
+		} else if (strcmp(o, "--runtime-dir") == 0) {
+			c->runtime_dir = v;
+		} else if (strcmp(o, "--worker-bin") == 0) {
+			c->worker_bin = v;
+		} else if (strcmp(o, "--log-format") == 0) {
+			if (strcmp(v, "json") != 0 && strcmp(v, "text") != 0)
+				return die_usage("--log-format wants text or json", v);
+			c->log_json = strcmp(v, "json") == 0;
+		} else {
+			return die_usage("unknown option", o);
+		}
+	}
+	if (c->runtime_dir == NULL)
+		c->runtime_dir = default_runtime_dir(rtbuf, rtcap);
+	if (c->worker_bin == NULL)
+		c->worker_bin = default_worker_bin(wbuf, wcap);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static char rtbuf[256], wbuf[PATH_MAX], defurl[320];
+	const char *why = NULL;
+	struct timespec tick = {0, 50 * 1000 * 1000};
+	sigset_t set;
+	siginfo_t si;
+	int i, rc, status, sig;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	pid_t pid;
+
+	pthread_mutex_init(&sv.lock, NULL);
+	mj_limits_default(&sv.cfg.defaults);
+	sv.cfg.nworkers = ncpu > 0 ? (int)(ncpu > SV_MAX_WORKERS ? SV_MAX_WORKERS : ncpu) : 1;
+	sv.cfg.executors = 2;
+	sv.cfg.worker_memory = (size_t)1 << 30;
+	sv.cfg.ncalls = 256;
+	sv.cfg.deadline_margin_ms = 2000;
+	if ((rc = parse_args(argc, argv, rtbuf, sizeof(rtbuf), wbuf, sizeof(wbuf))) != 0)
+		return rc;
+	if (mj_limits_check(&sv.cfg.defaults, &why) != MJ_OK)
+		return die_usage("bad default limits", why);
+	if (access(sv.cfg.worker_bin, X_OK) != 0) {
+		fprintf(stderr, "moonjaild: cannot run the worker program %s: %s\n", sv.cfg.worker_bin,
+		        strerror(errno));
+		return 2;
+	}
+	/* Signals are taken synchronously by the main thread; every thread nng starts
+	 * inherits this mask, so it must be set before the first nng call. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (make_dir(sv.cfg.runtime_dir, 0700) != 0) {
+		fprintf(stderr, "moonjaild: runtime directory %s: %s\n", sv.cfg.runtime_dir,
+		        strerror(errno));
+		return 2;
+	}
+	snprintf(sv.worker_dir, sizeof(sv.worker_dir), "%s/workers-%d", sv.cfg.runtime_dir,
+	         (int)getpid());
+	if (make_dir(sv.worker_dir, 0700) != 0) {
+		fprintf(stderr, "moonjaild: %s: %s\n", sv.worker_dir, strerror(errno));
+		return 2;
+	}
+	if (sv.cfg.nlisten == 0) {
+		snprintf(defurl, sizeof(defurl), "ipc://%s/moonjail.sock", sv.cfg.runtime_dir);
+		sv.cfg.listen[sv.cfg.nlisten++] = defurl;
+	}
+	for (i = 0; i < sv.cfg.nlisten; i++) {
+		const char *u = sv.cfg.listen[i];
+		if (strncmp(u, "tcp", 3) == 0 && strstr(u, "://") != NULL && !tcp_loopback(u) &&
+		    !sv.cfg.insecure_tcp) {
+			fprintf(stderr,
+			        "moonjaild: refusing plain %s: not a loopback address and the transport "
+			        "has no authentication (pass --insecure-tcp to allow it)\n",
+			        u);
+			return 2;
+		}
+		remove_stale_socket(u);
+	}
+	sv_log("start", "workers=%d executors=%d memory_limit=%zu instruction_limit=%llu "
+	                "timeout_ms=%u runtime_dir=%s",
+	       sv.cfg.nworkers, sv.cfg.executors, sv.cfg.defaults.memory,
+	       (unsigned long long)sv.cfg.defaults.instructions, sv.cfg.defaults.timeout_ms,
+	       sv.cfg.runtime_dir);
+	if (sv_workers_start() != 0 || sv_router_start() != 0) {
+		sv_workers_stop();
+		cleanup_dirs();
+		return 1;
+	}
+	for (;;) {
+		sig = sigtimedwait(&set, &si, &tick);
+		if (sig == SIGTERM || sig == SIGINT)
+			break;
+		if (sig == SIGHUP)
+			sv_log("reload", "config=%s", sv.cfg.config_file ? sv.cfg.config_file : "none");
+		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+			sv_worker_reap(pid, status);
+		sv_workers_respawn_due();
+	}
+	/* Drain: no new calls start; answer the ones in progress, bounded by the longest
+	 * possible call. */
+	sv_log("draining", "busy=%u", atomic_load(&sv.busy));
+	atomic_store(&sv.draining, true);
+	for (i = 0; i < 600 && atomic_load(&sv.busy) > 0; i++) {
+		nanosleep(&tick, NULL);
+		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+			sv_worker_reap(pid, status);
+	}
+	sv_router_stop();
+	sv_workers_stop();
+	cleanup_dirs();
+	for (i = 0; i < sv.cfg.nlisten; i++)
+		if (strncmp(sv.cfg.listen[i], "ipc://", 6) == 0)
+			unlink(sv.cfg.listen[i] + 6);
+	sv_log("stop", "clean=1");
+	return 0;
+}

@@ -1,0 +1,424 @@
+/* Client calls: receive, check, route to the tenant's worker, and answer exactly once. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/transport/ipc/ipc.h>
+
+#include "mj/proto.h"
+#include "supervisor.h"
+
+#define MAX_MESSAGE ((16u << 20) + (64u << 10))
+
+enum { C_RECV, C_FWD_SEND, C_FWD_RECV, C_REPLY };
+
+struct sv_call {
+	int state;
+	nng_ctx cctx;
+	nng_aio *caio;
+	nng_ctx wctx;
+	bool wopen;
+	nng_aio *waio;
+	int worker;
+	uint64_t id;
+	bool lost; /* under sv.lock: the worker died with this call in flight */
+	sv_call *prev, *next;
+	bool linked;
+};
+
+static nng_listener listeners[SV_MAX_LISTEN];
+static int nlisteners;
+
+static bool
+tenant_ok(const char *s)
+{
+	size_t n;
+
+	if (s == NULL)
+		return false;
+	for (n = 0; s[n] != '\0'; n++) {
+		char c = s[n];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return n >= 1 && n <= 128;
+}
+
+static uint64_t
+fnv1a(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *s != '\0'; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+static void start_recv(sv_call *c);
+
+/* Sends a supervisor-made response on the client context. */
+static void
+reply_error(sv_call *c, mj_kind kind, const char *msg)
+{
+	Moonjail__V1__Response res = MOONJAIL__V1__RESPONSE__INIT;
+	Moonjail__V1__Error err = MOONJAIL__V1__ERROR__INIT;
+	uint8_t *buf = NULL;
+	nng_msg *m = NULL;
+	size_t len;
+
+	res.id = c->id;
+	if (kind != MJ_KIND_NONE) {
+		res.status = MOONJAIL__V1__STATUS__STATUS_ERROR;
+		err.kind = mj_proto_kind(kind);
+		err.message = (char *)msg;
+		res.error = &err;
+	}
+	if (mj_proto_pack(&res.base, &buf, &len) != MJ_OK || nng_msg_alloc(&m, 0) != 0 ||
+	    nng_msg_append(m, buf, len) != 0) {
+		/* Without memory for an answer, the REP context is reset by receiving again; the
+		 * client's own timeout reports it. */
+		mj_free(buf);
+		if (m != NULL)
+			nng_msg_free(m);
+		sv_log("error", "what=\"cannot build a reply\" id=%llu", (unsigned long long)c->id);
+		atomic_fetch_sub(&sv.busy, 1);
+		start_recv(c);
+		return;
+	}
+	mj_free(buf);
+	c->state = C_REPLY;
+	nng_aio_set_msg(c->caio, m);
+	nng_ctx_send(c->cctx, c->caio);
+}
+
+static void
+reply_msg(sv_call *c, nng_msg *m)
+{
+	c->state = C_REPLY;
+	nng_aio_set_msg(c->caio, m);
+	nng_ctx_send(c->cctx, c->caio);
+}
+
+static void
+start_recv(sv_call *c)
+{
+	if (atomic_load(&sv.draining)) {
+		c->state = -1;
+		return;
+	}
+	c->state = C_RECV;
+	nng_ctx_recv(c->cctx, c->caio);
+}
+
+static void
+unlink_call(sv_call *c)
+{
+	sv_worker *w;
+
+	pthread_mutex_lock(&sv.lock);
+	if (c->linked) {
+		w = &sv.workers[c->worker];
+		if (c->prev != NULL)
+			c->prev->next = c->next;
+		else
+			w->inflight = c->next;
+		if (c->next != NULL)
+			c->next->prev = c->prev;
+		w->ninflight--;
+		c->linked = false;
+	}
+	pthread_mutex_unlock(&sv.lock);
+}
+
+static nng_duration
+deadline_for(const mj_tenant_policy *p, unsigned queued)
+{
+	uint64_t ms;
+	unsigned per = sv.cfg.executors > 0 ? (unsigned)sv.cfg.executors : 1;
+
+	if (p->max.timeout_ms == 0)
+		return NNG_DURATION_INFINITE;
+	/* The worker runs `executors` calls at once; a call queued behind others may wait for
+	 * them, so the hard deadline grows with the queue instead of killing a healthy worker. */
+	ms = ((uint64_t)p->max.timeout_ms + sv.cfg.deadline_margin_ms) * (1 + queued / per);
+	return ms > 3600000 ? 3600000 : (nng_duration)ms;
+}
+
+static void
+forward(sv_call *c, nng_msg *req, const mj_request *r)
+{
+	Moonjail__Internal__V1__WorkerRequest wr = MOONJAIL__INTERNAL__V1__WORKER_REQUEST__INIT;
+	Moonjail__Internal__V1__TenantPolicy pol = MOONJAIL__INTERNAL__V1__TENANT_POLICY__INIT;
+	Moonjail__V1__Limits *defaults = NULL, *max = NULL;
+	mj_tenant_policy p;
+	sv_worker *w;
+	uint8_t *buf = NULL;
+	nng_msg *m = NULL;
+	size_t len;
+	unsigned queued;
+	int rv;
+
+	sv_policy_for(r->tenant, &p);
+	c->worker = (int)(fnv1a(r->tenant) % (uint64_t)sv.cfg.nworkers);
+	w = &sv.workers[c->worker];
+	if (mj_proto_limits_from(&sv.cfg.defaults, &defaults) != MJ_OK ||
+	    mj_proto_limits_from(&p.max, &max) != MJ_OK)
+		goto fail;
+	pol.defaults = defaults;
+	pol.max = max;
+	pol.max_engines = p.max_engines;
+	pol.max_memory = p.max_memory;
+	wr.request.data = nng_msg_body(req);
+	wr.request.len = nng_msg_len(req);
+	wr.policy = &pol;
+	if (mj_proto_pack(&wr.base, &buf, &len) != MJ_OK || nng_msg_alloc(&m, 0) != 0 ||
+	    nng_msg_append(m, buf, len) != 0)
+		goto fail;
+	mj_free(buf);
+	buf = NULL;
+	mj_proto_free(&defaults->base);
+	mj_proto_free(&max->base);
+	if ((rv = nng_ctx_open(&c->wctx, w->sock)) != 0)
+		goto fail;
+	c->wopen = true;
+	pthread_mutex_lock(&sv.lock);
+	c->lost = false;
+	c->prev = NULL;
+	c->next = w->inflight;
+	if (w->inflight != NULL)
+		w->inflight->prev = c;
+	w->inflight = c;
+	queued = w->ninflight++;
+	c->linked = true;
+	pthread_mutex_unlock(&sv.lock);
+	c->state = C_FWD_SEND;
+	nng_aio_set_timeout(c->waio, deadline_for(&p, queued));
+	nng_aio_set_msg(c->waio, m);
+	nng_ctx_send(c->wctx, c->waio);
+	return;
+
+fail:
+	mj_free(buf);
+	if (m != NULL)
+		nng_msg_free(m);
+	if (defaults != NULL)
+		mj_proto_free(&defaults->base);
+	if (max != NULL)
+		mj_proto_free(&max->base);
+	reply_error(c, MJ_KIND_INTERNAL, "the supervisor is out of memory");
+}
+
+static void
+handle_request(sv_call *c, nng_msg *m)
+{
+	ProtobufCMessage *pm = NULL;
+	mj_proto_caps caps;
+	mj_request *r;
+	char why[160], msg[256];
+	mj_err err;
+
+	atomic_fetch_add(&sv.busy, 1);
+	c->id = 0;
+	mj_proto_caps_default(&caps);
+	caps.memory_budget = 64u << 20;
+	err = mj_proto_unpack(&moonjail__v1__request__descriptor, nng_msg_body(m), nng_msg_len(m),
+	                      &caps, &pm, why, sizeof(why));
+	if (err != MJ_OK) {
+		nng_msg_free(m);
+		snprintf(msg, sizeof(msg), "malformed request: %s", why);
+		sv_log("bad-request", "reason=\"%s\"", why);
+		reply_error(c, MJ_KIND_BAD_REQUEST, msg);
+		return;
+	}
+	r = (mj_request *)pm;
+	c->id = r->id;
+	if (r->version != MJ_PROTO_VERSION) {
+		snprintf(msg, sizeof(msg), "unsupported protocol version %u (this server speaks %d)",
+		         r->version, MJ_PROTO_VERSION);
+		goto bad;
+	}
+	if (!tenant_ok(r->tenant)) {
+		snprintf(msg, sizeof(msg), "tenant must be 1-128 characters of A-Z a-z 0-9 . _ -");
+		goto bad;
+	}
+	if (r->op_case == MOONJAIL__V1__REQUEST__OP__NOT_SET) {
+		snprintf(msg, sizeof(msg), "the request has no operation");
+		goto bad;
+	}
+	if (r->op_case == MOONJAIL__V1__REQUEST__OP_PING) {
+		mj_proto_free(pm);
+		nng_msg_free(m);
+		reply_error(c, MJ_KIND_NONE, NULL);
+		return;
+	}
+	forward(c, m, r);
+	mj_proto_free(pm);
+	nng_msg_free(m);
+	return;
+
+bad:
+	sv_log("bad-request", "id=%llu reason=\"%s\"", (unsigned long long)c->id, msg);
+	mj_proto_free(pm);
+	nng_msg_free(m);
+	reply_error(c, MJ_KIND_BAD_REQUEST, msg);
+}
+
+static void
+client_cb(void *arg)
+{
+	sv_call *c = arg;
+	int rv = nng_aio_result(c->caio);
+
+	if (c->state == C_RECV) {
+		if (rv != 0) {
+			if (rv != NNG_ECLOSED && rv != NNG_ECANCELED)
+				start_recv(c);
+			return;
+		}
+		handle_request(c, nng_aio_get_msg(c->caio));
+		return;
+	}
+	if (c->state == C_REPLY) {
+		if (rv != 0)
+			nng_msg_free(nng_aio_get_msg(c->caio));
+		atomic_fetch_sub(&sv.busy, 1);
+		if (rv != NNG_ECLOSED)
+			start_recv(c);
+	}
+}
+
+static bool
+reply_ok(const uint8_t *buf, size_t len)
+{
+	mj_proto_caps caps;
+
+	mj_proto_caps_default(&caps);
+	return mj_proto_validate(&moonjail__v1__response__descriptor, buf, len, &caps, NULL, 0) ==
+	       MJ_OK;
+}
+
+static void
+worker_cb(void *arg)
+{
+	sv_call *c = arg;
+	int rv = nng_aio_result(c->waio);
+	nng_msg *m;
+	bool lost;
+
+	if (c->state == C_FWD_SEND && rv == 0) {
+		c->state = C_FWD_RECV;
+		nng_ctx_recv(c->wctx, c->waio);
+		return;
+	}
+	if (c->state == C_FWD_SEND)
+		nng_msg_free(nng_aio_get_msg(c->waio));
+	pthread_mutex_lock(&sv.lock);
+	lost = c->lost;
+	pthread_mutex_unlock(&sv.lock);
+	unlink_call(c);
+	nng_ctx_close(c->wctx);
+	c->wopen = false;
+	if (rv == 0) {
+		m = nng_aio_get_msg(c->waio);
+		if (!reply_ok(nng_msg_body(m), nng_msg_len(m))) {
+			/* A worker that sends garbage is not trusted with more requests. */
+			nng_msg_free(m);
+			sv_worker_kill(c->worker, "malformed-reply");
+			reply_error(c, MJ_KIND_ENGINE_LOST, "the worker sent a malformed reply and was "
+			                                    "replaced; the engine's state is lost");
+			return;
+		}
+		reply_msg(c, m);
+		return;
+	}
+	if (rv == NNG_ETIMEDOUT && !lost) {
+		sv_worker_kill(c->worker, "hard-deadline");
+		reply_error(c, MJ_KIND_TIMEOUT,
+		            "the call overran the hard deadline; its worker was replaced and the "
+		            "engine's state is lost");
+		return;
+	}
+	if (rv == NNG_ECLOSED && atomic_load(&sv.draining)) {
+		reply_error(c, MJ_KIND_ENGINE_LOST, "the service is shutting down");
+		return;
+	}
+	reply_error(c, MJ_KIND_ENGINE_LOST,
+	            "the worker holding this engine died; the engine's state is lost");
+}
+
+void
+sv_router_worker_lost(int index)
+{
+	sv_call *c;
+
+	for (c = sv.workers[index].inflight; c != NULL; c = c->next) {
+		c->lost = true;
+		nng_aio_cancel(c->waio);
+	}
+}
+
+int
+sv_router_start(void)
+{
+	int i, rv;
+
+	if ((rv = nng_rep0_open(&sv.front)) != 0)
+		return rv;
+	nng_socket_set_size(sv.front, NNG_OPT_RECVMAXSZ, MAX_MESSAGE);
+	for (i = 0; i < sv.cfg.nlisten; i++) {
+		const char *url = sv.cfg.listen[i];
+		if ((rv = nng_listener_create(&listeners[i], sv.front, url)) != 0) {
+			sv_log("error", "what=\"listen\" url=%s err=\"%s\"", url, nng_strerror(rv));
+			return rv;
+		}
+		if (strncmp(url, "ipc://", 6) == 0)
+			nng_listener_set_int(listeners[i], NNG_OPT_IPC_PERMISSIONS, 0600);
+		if ((rv = nng_listener_start(listeners[i], 0)) != 0) {
+			sv_log("error", "what=\"listen\" url=%s err=\"%s\"", url, nng_strerror(rv));
+			return rv;
+		}
+		nlisteners++;
+		sv_log("listening", "url=%s", url);
+	}
+	if ((sv.calls = calloc((size_t)sv.cfg.ncalls, sizeof(sv_call))) == NULL)
+		return NNG_ENOMEM;
+	for (i = 0; i < sv.cfg.ncalls; i++) {
+		sv_call *c = &sv.calls[i];
+		if ((rv = nng_aio_alloc(&c->caio, client_cb, c)) != 0 ||
+		    (rv = nng_aio_alloc(&c->waio, worker_cb, c)) != 0 ||
+		    (rv = nng_ctx_open(&c->cctx, sv.front)) != 0)
+			return rv;
+	}
+	for (i = 0; i < sv.cfg.ncalls; i++)
+		start_recv(&sv.calls[i]);
+	return 0;
+}
+
+void
+sv_router_stop(void)
+{
+	int i;
+
+	for (i = 0; i < nlisteners; i++)
+		nng_listener_close(listeners[i]);
+	if (sv.calls != NULL) {
+		for (i = 0; i < sv.cfg.ncalls; i++) {
+			nng_aio_stop(sv.calls[i].caio);
+			nng_aio_stop(sv.calls[i].waio);
+		}
+	}
+	nng_close(sv.front);
+	if (sv.calls != NULL) {
+		for (i = 0; i < sv.cfg.ncalls; i++) {
+			nng_aio_free(sv.calls[i].caio);
+			nng_aio_free(sv.calls[i].waio);
+		}
+		free(sv.calls);
+		sv.calls = NULL;
+	}
+}

@@ -1,0 +1,82 @@
+/* Internal declarations of moonjaild, the supervisor process. */
+#ifndef MJ_SUPERVISOR_H
+#define MJ_SUPERVISOR_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <nng/nng.h>
+
+#include "mj/limits.h"
+#include "mj/policy.h"
+
+#define SV_MAX_WORKERS 256
+#define SV_MAX_LISTEN 16
+
+typedef struct sv_call sv_call;
+
+/* One worker slot: a REQ socket the supervisor listens on, and the process dialing it. */
+typedef struct sv_worker {
+	int index;
+	nng_socket sock;
+	char url[400];
+	pid_t pid; /* 0 while no process runs */
+	uint64_t started_ns;
+	unsigned restarts;
+	sv_call *inflight; /* calls forwarded and not yet answered, under sv.lock */
+	unsigned ninflight;
+} sv_worker;
+
+typedef struct sv_config {
+	const char *listen[SV_MAX_LISTEN];
+	int nlisten;
+	int nworkers;
+	int executors;
+	size_t worker_memory;
+	mj_limits defaults;
+	const char *runtime_dir;
+	const char *worker_bin;
+	const char *config_file;
+	bool log_json;
+	bool insecure_tcp;
+	int ncalls;
+	uint32_t deadline_margin_ms;
+} sv_config;
+
+/* Process-wide supervisor state. */
+typedef struct sv_state {
+	sv_config cfg;
+	pthread_mutex_t lock;
+	sv_worker workers[SV_MAX_WORKERS];
+	nng_socket front;
+	sv_call *calls;
+	atomic_bool draining;
+	atomic_uint busy; /* calls between receiving a request and sending its reply */
+	char worker_dir[300];
+} sv_state;
+
+extern sv_state sv;
+
+/* Logging: one line per event, text ("moonjaild: event=x k=v") or JSON. */
+void sv_log(const char *event, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Workers. */
+int sv_workers_start(void);
+void sv_worker_reap(pid_t pid, int status);
+void sv_workers_respawn_due(void);
+void sv_worker_kill(int index, const char *why);
+void sv_workers_stop(void);
+
+/* Routing of client calls. */
+int sv_router_start(void);
+void sv_router_stop(void);
+/* Answers every call in flight on worker index with engine-lost. Called with sv.lock held. */
+void sv_router_worker_lost(int index);
+
+/* The tenant policy for a tenant (today: the same for every tenant, from the flags). */
+void sv_policy_for(const char *tenant, mj_tenant_policy *out);
+
+#endif

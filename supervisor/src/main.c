@@ -34,6 +34,8 @@ static const char usage[] =
 	"  --instruction-limit N   default VM instructions per call (default 100000000; 0 = none)\n"
 	"  --timeout-ms N          default wall clock per call (default 1000; 0 = none)\n"
 	"  --output-limit SIZE     default print output per call (default 1M)\n"
+	"  --deadline-margin-ms N  the hard deadline is the timeout plus this margin (default\n"
+	"                          2000); a worker past it is killed and replaced\n"
 	"  --runtime-dir DIR       private directory for sockets (default /run/moonjail as root,\n"
 	"                          else $XDG_RUNTIME_DIR/moonjail or /tmp/moonjail-UID)\n"
 	"  --worker-bin PATH       the worker program (default: moonjail-worker next to moonjaild)\n"
@@ -204,6 +206,10 @@ parse_args(int argc, char **argv, char *rtbuf, size_t rtcap, char *wbuf, size_t 
 			if (mj_parse_u64(v, &u) != MJ_OK || u > 3600000)
 				return die_usage("--timeout-ms wants 0-3600000", v);
 			c->defaults.timeout_ms = (uint32_t)u;
+		} else if (strcmp(o, "--deadline-margin-ms") == 0) {
+			if (mj_parse_u64(v, &u) != MJ_OK || u > 3600000)
+				return die_usage("--deadline-margin-ms wants 0-3600000", v);
+			c->deadline_margin_ms = (uint32_t)u;
 		} else if (strcmp(o, "--runtime-dir") == 0) {
 			c->runtime_dir = v;
 		} else if (strcmp(o, "--worker-bin") == 0) {

@@ -1,0 +1,508 @@
+/* Integration tests: the real moonjaild and moonjail-worker, called over real nng sockets. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "mj/proto.h"
+
+#if defined(MOONJAILD_BIN) && defined(MOONJAIL_WORKER_BIN)
+
+extern char **environ;
+
+typedef struct svc {
+	pid_t pid;
+	char dir[64];
+	char url[128];
+	char log[128];
+} svc;
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void
+sleep_ms(unsigned ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+/* One synchronous call on a fresh REQ socket; returns the nng error or 0 with *out set. */
+static int
+call_raw(const char *url, const void *buf, size_t len, mj_response **out, unsigned timeout_ms)
+{
+	ProtobufCMessage *m = NULL;
+	nng_socket s;
+	nng_msg *msg;
+	int rv;
+
+	if ((rv = nng_req0_open(&s)) != 0)
+		return rv;
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, (nng_duration)timeout_ms);
+	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, (nng_duration)timeout_ms);
+	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+	if ((rv = nng_dial(s, url, NULL, 0)) != 0)
+		goto done;
+	if ((rv = nng_msg_alloc(&msg, 0)) != 0)
+		goto done;
+	nng_msg_append(msg, buf, len);
+	if ((rv = nng_sendmsg(s, msg, 0)) != 0) {
+		nng_msg_free(msg);
+		goto done;
+	}
+	if ((rv = nng_recvmsg(s, &msg, 0)) != 0)
+		goto done;
+	if (mj_proto_unpack(&moonjail__v1__response__descriptor, nng_msg_body(msg),
+	                    nng_msg_len(msg), NULL, &m, NULL, 0) != MJ_OK)
+		rv = NNG_EPROTO;
+	nng_msg_free(msg);
+	*out = (mj_response *)m;
+done:
+	nng_close(s);
+	return rv;
+}
+
+static uint64_t next_id = 1;
+
+static int
+call_op(const char *url, const char *tenant, const char *engine, int op, const char *src,
+        mj_response **out, unsigned timeout_ms)
+{
+	Moonjail__V1__Request req = MOONJAIL__V1__REQUEST__INIT;
+	Moonjail__V1__Eval ev = MOONJAIL__V1__EVAL__INIT;
+	Moonjail__V1__Ping ping = MOONJAIL__V1__PING__INIT;
+	Moonjail__V1__Reset reset = MOONJAIL__V1__RESET__INIT;
+	uint8_t *buf;
+	size_t len;
+	int rv;
+
+	req.version = MJ_PROTO_VERSION;
+	req.id = __atomic_fetch_add(&next_id, 1, __ATOMIC_RELAXED);
+	req.tenant = (char *)tenant;
+	req.engine = (char *)(engine ? engine : "");
+	req.op_case = (Moonjail__V1__Request__OpCase)op;
+	if (op == MOONJAIL__V1__REQUEST__OP_EVAL) {
+		ev.source.data = (uint8_t *)src;
+		ev.source.len = strlen(src);
+		req.eval = &ev;
+	} else if (op == MOONJAIL__V1__REQUEST__OP_PING) {
+		req.ping = &ping;
+	} else if (op == MOONJAIL__V1__REQUEST__OP_RESET) {
+		req.reset = &reset;
+	}
+	assert_int_equal(mj_proto_pack(&req.base, &buf, &len), MJ_OK);
+	rv = call_raw(url, buf, len, out, timeout_ms);
+	mj_free(buf);
+	if (rv == 0)
+		assert_int_equal((*out)->id, req.id);
+	return rv;
+}
+
+static mj_response *
+eval(const svc *s, const char *tenant, const char *src)
+{
+	mj_response *r = NULL;
+
+	assert_int_equal(
+	    call_op(s->url, tenant, NULL, MOONJAIL__V1__REQUEST__OP_EVAL, src, &r, 10000), 0);
+	return r;
+}
+
+static int64_t
+eval_int(const svc *s, const char *tenant, const char *src)
+{
+	mj_response *r = eval(s, tenant, src);
+	int64_t v;
+
+	if (r->status != MOONJAIL__V1__STATUS__STATUS_OK)
+		fail_msg("%s: %s", src, r->error ? r->error->message : "?");
+	assert_int_equal(r->n_values, 1);
+	assert_int_equal(r->values[0]->kind_case, MOONJAIL__V1__VALUE__KIND_INTEGER);
+	v = r->values[0]->integer;
+	mj_proto_free(&r->base);
+	return v;
+}
+
+static void
+svc_start(svc *s, const char *const *extra)
+{
+	const char *argv[40];
+	posix_spawn_file_actions_t fa;
+	mj_response *r;
+	uint64_t t0;
+	int n = 0;
+
+	strcpy(s->dir, "/tmp/mj-svc-XXXXXX");
+	assert_non_null(mkdtemp(s->dir));
+	snprintf(s->url, sizeof(s->url), "ipc://%s/s.sock", s->dir);
+	snprintf(s->log, sizeof(s->log), "%s/moonjaild.log", s->dir);
+	argv[n++] = MOONJAILD_BIN;
+	argv[n++] = "--runtime-dir";
+	argv[n++] = s->dir;
+	argv[n++] = "--listen";
+	argv[n++] = s->url;
+	argv[n++] = "--worker-bin";
+	argv[n++] = MOONJAIL_WORKER_BIN;
+	while (extra != NULL && *extra != NULL && n < 38)
+		argv[n++] = *extra++;
+	argv[n] = NULL;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 2, s->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_int_equal(posix_spawn(&s->pid, MOONJAILD_BIN, &fa, NULL, (char **)argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	/* Ready when a ping is answered. */
+	for (t0 = now_ms(); now_ms() - t0 < 10000; sleep_ms(20)) {
+		r = NULL;
+		if (call_op(s->url, "probe", NULL, MOONJAIL__V1__REQUEST__OP_PING, NULL, &r, 500) ==
+		    0) {
+			mj_proto_free(&r->base);
+			return;
+		}
+	}
+	fail_msg("moonjaild did not answer within 10 s (log: %s)", s->log);
+}
+
+static int
+svc_stop(svc *s)
+{
+	int status = -1, i;
+
+	if (s->pid <= 0)
+		return -1;
+	kill(s->pid, SIGTERM);
+	for (i = 0; i < 1000; i++) {
+		if (waitpid(s->pid, &status, WNOHANG) == s->pid)
+			break;
+		sleep_ms(10);
+	}
+	if (i == 1000) {
+		kill(s->pid, SIGKILL);
+		waitpid(s->pid, &status, 0);
+	}
+	s->pid = 0;
+	return status;
+}
+
+/* The newest pid the log reports for worker index w. */
+static pid_t
+worker_pid(const svc *s, int w)
+{
+	char line[512], key[32];
+	pid_t pid = 0;
+	FILE *f = fopen(s->log, "r");
+	const char *p;
+
+	snprintf(key, sizeof(key), "worker=%d pid=", w);
+	if (f == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strstr(line, "event=worker-started") != NULL && (p = strstr(line, key)) != NULL)
+			pid = (pid_t)atoi(p + strlen(key));
+	fclose(f);
+	return pid;
+}
+
+static uint64_t
+fnv1a(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *s != '\0'; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+/* A tenant name that the supervisor routes to worker w of n. */
+static void
+tenant_on(int w, int n, const char *prefix, char *out, size_t cap)
+{
+	int i;
+
+	for (i = 0; i < 10000; i++) {
+		snprintf(out, cap, "%s%d", prefix, i);
+		if ((int)(fnv1a(out) % (uint64_t)n) == w)
+			return;
+	}
+	fail_msg("no tenant for worker %d", w);
+}
+
+static void
+test_eval_state_isolation(void **state)
+{
+	static const char *const extra[] = {"--workers", "2", NULL};
+	mj_response *r;
+	svc s;
+
+	(void)state;
+	svc_start(&s, extra);
+	assert_int_equal(eval_int(&s, "acme", "counter = 41 return counter + 1"), 42);
+	assert_int_equal(eval_int(&s, "acme", "counter = counter + 1 return counter"), 42);
+	r = eval(&s, "other", "return counter");
+	assert_int_equal(r->status, MOONJAIL__V1__STATUS__STATUS_OK);
+	assert_int_equal(r->n_values, 1);
+	assert_int_equal(r->values[0]->kind_case, MOONJAIL__V1__VALUE__KIND_NIL);
+	mj_proto_free(&r->base);
+	/* Errors round-trip with kind, message and line. */
+	r = eval(&s, "acme", "\n\nerror('boom')");
+	assert_int_equal(r->status, MOONJAIL__V1__STATUS__STATUS_ERROR);
+	assert_int_equal(r->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_RUNTIME);
+	assert_int_equal(r->error->line, 3);
+	assert_non_null(strstr(r->error->message, "boom"));
+	mj_proto_free(&r->base);
+	r = eval(&s, "acme", "while true do end");
+	assert_int_equal(r->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_TIMEOUT);
+	assert_true(r->engine_reset);
+	mj_proto_free(&r->base);
+	assert_int_equal(svc_stop(&s), 0);
+}
+
+static void
+test_bad_requests(void **state)
+{
+	static const char *const extra[] = {"--workers", "1", NULL};
+	static const uint8_t junk[] = {0xff, 0xff, 0xff, 0x0f, 0x12, 0x80};
+	Moonjail__V1__Request req = MOONJAIL__V1__REQUEST__INIT;
+	Moonjail__V1__Ping ping = MOONJAIL__V1__PING__INIT;
+	mj_response *r;
+	uint8_t *buf;
+	size_t len;
+	svc s;
+
+	(void)state;
+	svc_start(&s, extra);
+	assert_int_equal(call_raw(s.url, junk, sizeof(junk), &r, 5000), 0);
+	assert_int_equal(r->status, MOONJAIL__V1__STATUS__STATUS_ERROR);
+	assert_int_equal(r->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_BAD_REQUEST);
+	mj_proto_free(&r->base);
+	/* Unknown version, missing tenant, bad tenant, no operation. */
+	req.version = 9;
+	req.id = 5;
+	req.tenant = "t";
+	req.op_case = MOONJAIL__V1__REQUEST__OP_PING;
+	req.ping = &ping;
+	assert_int_equal(mj_proto_pack(&req.base, &buf, &len), MJ_OK);
+	assert_int_equal(call_raw(s.url, buf, len, &r, 5000), 0);
+	mj_free(buf);
+	assert_int_equal(r->id, 5);
+	assert_int_equal(r->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_BAD_REQUEST);
+	assert_non_null(strstr(r->error->message, "version"));
+	mj_proto_free(&r->base);
+	req.version = 1;
+	req.tenant = "";
+	assert_int_equal(mj_proto_pack(&req.base, &buf, &len), MJ_OK);
+	assert_int_equal(call_raw(s.url, buf, len, &r, 5000), 0);
+	mj_free(buf);
+	assert_int_equal(r->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_BAD_REQUEST);
+	mj_proto_free(&r->base);
+	req.tenant = "a/b";
+	assert_int_equal(mj_proto_pack(&req.base, &buf, &len), MJ_OK);
+	assert_int_equal(call_raw(s.url, buf, len, &r, 5000), 0);
+	mj_free(buf);
+	assert_int_equal(r->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_BAD_REQUEST);
+	mj_proto_free(&r->base);
+	req.tenant = "t";
+	req.op_case = MOONJAIL__V1__REQUEST__OP__NOT_SET;
+	assert_int_equal(mj_proto_pack(&req.base, &buf, &len), MJ_OK);
+	assert_int_equal(call_raw(s.url, buf, len, &r, 5000), 0);
+	mj_free(buf);
+	assert_int_equal(r->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_BAD_REQUEST);
+	mj_proto_free(&r->base);
+	/* The service keeps serving. */
+	assert_int_equal(eval_int(&s, "t", "return 7"), 7);
+	assert_int_equal(svc_stop(&s), 0);
+}
+
+#define NLOAD 24
+
+typedef struct load_arg {
+	const svc *s;
+	char tenant[32];
+	int rv;
+	mj_response *r;
+} load_arg;
+
+static void *
+load_call(void *p)
+{
+	load_arg *a = p;
+
+	a->rv = call_op(a->s->url, a->tenant, NULL, MOONJAIL__V1__REQUEST__OP_EVAL,
+	                "local t = os.clock() while os.clock() - t < 0.3 do end return 1", &a->r,
+	                15000);
+	return NULL;
+}
+
+/* A worker killed with SIGKILL under load: every request gets exactly one answer (success or
+ * engine-lost), tenants on the other worker see nothing, and the worker comes back. */
+static void
+test_worker_killed_under_load(void **state)
+{
+	static const char *const extra[] = {"--workers", "2", "--executors", "4", NULL};
+	pthread_t th[NLOAD];
+	load_arg args[NLOAD];
+	char victim[32], bystander[32];
+	int i, lost = 0, ok = 0;
+	uint64_t t0;
+	pid_t pid;
+	svc s;
+
+	(void)state;
+	svc_start(&s, extra);
+	tenant_on(0, 2, "victim", victim, sizeof(victim));
+	tenant_on(1, 2, "bystander", bystander, sizeof(bystander));
+	assert_int_equal(eval_int(&s, bystander, "kept = 99 return kept"), 99);
+	for (i = 0; i < NLOAD; i++) {
+		args[i].s = &s;
+		args[i].r = NULL;
+		snprintf(args[i].tenant, sizeof(args[i].tenant), "%s", i % 2 ? bystander : victim);
+		assert_int_equal(pthread_create(&th[i], NULL, load_call, &args[i]), 0);
+	}
+	sleep_ms(150);
+	pid = worker_pid(&s, 0);
+	assert_true(pid > 0);
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	for (i = 0; i < NLOAD; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(args[i].rv, 0); /* answered, not timed out or dropped */
+		if (args[i].r->status == MOONJAIL__V1__STATUS__STATUS_OK) {
+			ok++;
+		} else {
+			assert_int_equal(args[i].r->error->kind,
+			                 MOONJAIL__V1__ERROR_KIND__ERROR_KIND_ENGINE_LOST);
+			/* Only the victim's worker loses requests. */
+			assert_string_equal(args[i].tenant, victim);
+			lost++;
+		}
+		mj_proto_free(&args[i].r->base);
+	}
+	assert_true(lost > 0);
+	assert_true(ok >= NLOAD / 2);
+	/* The bystander's state survived; the victim is served again by a new worker. */
+	assert_int_equal(eval_int(&s, bystander, "return kept"), 99);
+	for (t0 = now_ms(); worker_pid(&s, 0) == pid && now_ms() - t0 < 2000; sleep_ms(10))
+		;
+	assert_true(worker_pid(&s, 0) != pid);
+	assert_int_equal(eval_int(&s, victim, "return 5"), 5);
+	assert_int_equal(svc_stop(&s), 0);
+}
+
+/* A worker that stops answering (SIGSTOP) is killed at the hard deadline: the culprit gets
+ * timeout, and a replacement serves the tenant. */
+static void
+test_hard_deadline(void **state)
+{
+	static const char *const extra[] = {
+	    "--workers", "1", "--timeout-ms", "200", "--deadline-margin-ms", "300", NULL};
+	mj_response *r;
+	uint64_t t0;
+	pid_t pid;
+	svc s;
+
+	(void)state;
+	svc_start(&s, extra);
+	pid = worker_pid(&s, 0);
+	assert_int_equal(kill(pid, SIGSTOP), 0);
+	t0 = now_ms();
+	r = eval(&s, "stuck", "return 1");
+	assert_int_equal(r->status, MOONJAIL__V1__STATUS__STATUS_ERROR);
+	assert_int_equal(r->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_TIMEOUT);
+	assert_true(now_ms() - t0 < 5000);
+	mj_proto_free(&r->base);
+	for (t0 = now_ms(); worker_pid(&s, 0) == pid && now_ms() - t0 < 2000; sleep_ms(10))
+		;
+	assert_true(worker_pid(&s, 0) != pid);
+	assert_int_equal(eval_int(&s, "stuck", "return 6"), 6);
+	assert_int_equal(svc_stop(&s), 0);
+}
+
+/* SIGTERM lets a call in progress finish before the process exits. */
+static void
+test_sigterm_drains(void **state)
+{
+	static const char *const extra[] = {"--workers", "1", NULL};
+	load_arg a;
+	pthread_t th;
+	int status;
+	svc s;
+
+	(void)state;
+	svc_start(&s, extra);
+	a.s = &s;
+	a.r = NULL;
+	snprintf(a.tenant, sizeof(a.tenant), "drain");
+	assert_int_equal(pthread_create(&th, NULL, load_call, &a), 0);
+	sleep_ms(100);
+	kill(s.pid, SIGTERM);
+	pthread_join(th, NULL);
+	assert_int_equal(a.rv, 0);
+	assert_int_equal(a.r->status, MOONJAIL__V1__STATUS__STATUS_OK);
+	mj_proto_free(&a.r->base);
+	assert_int_equal(waitpid(s.pid, &status, 0), s.pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	s.pid = 0;
+}
+
+static void
+test_refuses_open_tcp(void **state)
+{
+	const char *argv[] = {MOONJAILD_BIN, "--listen", "tcp://0.0.0.0:0", NULL};
+	int status;
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(posix_spawn(&pid, MOONJAILD_BIN, NULL, NULL, (char **)argv, environ), 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_eval_state_isolation),
+	    cmocka_unit_test(test_bad_requests),
+	    cmocka_unit_test(test_worker_killed_under_load),
+	    cmocka_unit_test(test_hard_deadline),
+	    cmocka_unit_test(test_sigterm_drains),
+	    cmocka_unit_test(test_refuses_open_tcp),
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
+
+#else
+
+int
+main(void)
+{
+	/* Built before the service programs exist: nothing to run yet. */
+	fprintf(stderr, "moonjaild or moonjail-worker is not built\n");
+	return 1;
+}
+
+#endif

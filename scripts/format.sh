@@ -2,7 +2,7 @@
 # Formats the C sources with the root .clang-format; --check fails on any difference instead.
 set -eu
 cd "$(dirname "$0")/.."
-files=$(find common proto policy engine demo tests bench -name '*.[ch]' | sort)
+files=$(find common proto policy engine demo worker supervisor client tests bench -name '*.[ch]' | sort)
 if [ "${1:-}" = "--check" ]; then
 	# shellcheck disable=SC2086
 	if ! clang-format --dry-run --Werror $files; then

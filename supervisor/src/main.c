@@ -18,32 +18,32 @@
 sv_state sv;
 
 static const char usage[] =
-	"usage: moonjaild [options]\n"
-	"Runs untrusted Lua 5.4 scripts for many tenants: listens for clients (protobuf over\n"
-	"nng REQ/REP), starts worker processes, routes each tenant to one worker. Runs with no\n"
-	"config file, on embedded defaults.\n"
-	"\n"
-	"options:\n"
-	"  --listen URL            listen on URL (ipc:// or tcp://; repeatable). Default:\n"
-	"                          ipc://RUNTIME_DIR/moonjail.sock\n"
-	"  --workers N             worker processes (default: one per CPU)\n"
-	"  --executors N           executor threads per worker (default 2)\n"
-	"  --worker-memory SIZE    Lua heap budget per worker before idle engines are evicted\n"
-	"                          (default 1G)\n"
-	"  --memory-limit SIZE     default Lua heap per engine (default 16M; K M G KiB MiB GiB)\n"
-	"  --instruction-limit N   default VM instructions per call (default 100000000; 0 = none)\n"
-	"  --timeout-ms N          default wall clock per call (default 1000; 0 = none)\n"
-	"  --output-limit SIZE     default print output per call (default 1M)\n"
-	"  --deadline-margin-ms N  the hard deadline is the timeout plus this margin (default\n"
-	"                          2000); a worker past it is killed and replaced\n"
-	"  --runtime-dir DIR       private directory for sockets (default /run/moonjail as root,\n"
-	"                          else $XDG_RUNTIME_DIR/moonjail or /tmp/moonjail-UID)\n"
-	"  --worker-bin PATH       the worker program (default: moonjail-worker next to moonjaild)\n"
-	"  --insecure-tcp          allow plain tcp:// listeners on non-loopback addresses\n"
-	"  --log-format text|json  log format on stderr (default text)\n"
-	"  -h, --help              this text\n"
-	"\n"
-	"signals: SIGTERM/SIGINT drain in-flight requests, then exit; SIGHUP is logged.\n";
+    "usage: moonjaild [options]\n"
+    "Runs untrusted Lua 5.4 scripts for many tenants: listens for clients (protobuf over\n"
+    "nng REQ/REP), starts worker processes, routes each tenant to one worker. Runs with no\n"
+    "config file, on embedded defaults.\n"
+    "\n"
+    "options:\n"
+    "  --listen URL            listen on URL (ipc:// or tcp://; repeatable). Default:\n"
+    "                          ipc://RUNTIME_DIR/moonjail.sock\n"
+    "  --workers N             worker processes (default: one per CPU)\n"
+    "  --executors N           executor threads per worker (default 2)\n"
+    "  --worker-memory SIZE    Lua heap budget per worker before idle engines are evicted\n"
+    "                          (default 1G)\n"
+    "  --memory-limit SIZE     default Lua heap per engine (default 16M; K M G KiB MiB GiB)\n"
+    "  --instruction-limit N   default VM instructions per call (default 100000000; 0 = none)\n"
+    "  --timeout-ms N          default wall clock per call (default 1000; 0 = none)\n"
+    "  --output-limit SIZE     default print output per call (default 1M)\n"
+    "  --deadline-margin-ms N  the hard deadline is the timeout plus this margin (default\n"
+    "                          2000); a worker past it is killed and replaced\n"
+    "  --runtime-dir DIR       private directory for sockets (default /run/moonjail as root,\n"
+    "                          else $XDG_RUNTIME_DIR/moonjail or /tmp/moonjail-UID)\n"
+    "  --worker-bin PATH       the worker program (default: moonjail-worker next to moonjaild)\n"
+    "  --insecure-tcp          allow plain tcp:// listeners on non-loopback addresses\n"
+    "  --log-format text|json  log format on stderr (default text)\n"
+    "  -h, --help              this text\n"
+    "\n"
+    "signals: SIGTERM/SIGINT drain in-flight requests, then exit; SIGHUP is logged.\n";
 
 static int
 die_usage(const char *msg, const char *arg)
@@ -253,8 +253,8 @@ main(int argc, char **argv)
 	if (mj_limits_check(&sv.cfg.defaults, &why) != MJ_OK)
 		return die_usage("bad default limits", why);
 	if (access(sv.cfg.worker_bin, X_OK) != 0) {
-		fprintf(stderr, "moonjaild: cannot run the worker program %s: %s\n", sv.cfg.worker_bin,
-		        strerror(errno));
+		fprintf(stderr, "moonjaild: cannot run the worker program %s: %s\n",
+		        sv.cfg.worker_bin, strerror(errno));
 		return 2;
 	}
 	/* Signals are taken synchronously by the main thread; every thread nng starts
@@ -287,15 +287,17 @@ main(int argc, char **argv)
 		if (strncmp(u, "tcp", 3) == 0 && strstr(u, "://") != NULL && !tcp_loopback(u) &&
 		    !sv.cfg.insecure_tcp) {
 			fprintf(stderr,
-			        "moonjaild: refusing plain %s: not a loopback address and the transport "
+			        "moonjaild: refusing plain %s: not a loopback address and the "
+			        "transport "
 			        "has no authentication (pass --insecure-tcp to allow it)\n",
 			        u);
 			return 2;
 		}
 		remove_stale_socket(u);
 	}
-	sv_log("start", "workers=%d executors=%d memory_limit=%zu instruction_limit=%llu "
-	                "timeout_ms=%u runtime_dir=%s",
+	sv_log("start",
+	       "workers=%d executors=%d memory_limit=%zu instruction_limit=%llu "
+	       "timeout_ms=%u runtime_dir=%s",
 	       sv.cfg.nworkers, sv.cfg.executors, sv.cfg.defaults.memory,
 	       (unsigned long long)sv.cfg.defaults.instructions, sv.cfg.defaults.timeout_ms,
 	       sv.cfg.runtime_dir);
@@ -309,7 +311,8 @@ main(int argc, char **argv)
 		if (sig == SIGTERM || sig == SIGINT)
 			break;
 		if (sig == SIGHUP)
-			sv_log("reload", "config=%s", sv.cfg.config_file ? sv.cfg.config_file : "none");
+			sv_log("reload", "config=%s",
+			       sv.cfg.config_file ? sv.cfg.config_file : "none");
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
 			sv_worker_reap(pid, status);
 		sv_workers_respawn_due();

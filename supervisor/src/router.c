@@ -238,8 +238,9 @@ handle_request(sv_call *c, nng_msg *m)
 	r = (mj_request *)pm;
 	c->id = r->id;
 	if (r->version != MJ_PROTO_VERSION) {
-		snprintf(msg, sizeof(msg), "unsupported protocol version %u (this server speaks %d)",
-		         r->version, MJ_PROTO_VERSION);
+		snprintf(msg, sizeof(msg),
+		         "unsupported protocol version %u (this server speaks %d)", r->version,
+		         MJ_PROTO_VERSION);
 		goto bad;
 	}
 	if (!tenant_ok(r->tenant)) {
@@ -329,8 +330,9 @@ worker_cb(void *arg)
 			/* A worker that sends garbage is not trusted with more requests. */
 			nng_msg_free(m);
 			sv_worker_kill(c->worker, "malformed-reply");
-			reply_error(c, MJ_KIND_ENGINE_LOST, "the worker sent a malformed reply and was "
-			                                    "replaced; the engine's state is lost");
+			reply_error(c, MJ_KIND_ENGINE_LOST,
+			            "the worker sent a malformed reply and was "
+			            "replaced; the engine's state is lost");
 			return;
 		}
 		reply_msg(c, m);

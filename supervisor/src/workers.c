@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -94,6 +95,11 @@ spawn(sv_worker *w)
 
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
+		/* A worker must not outlive its supervisor. Workers are spawned from the main
+		 * thread, which lives as long as the process. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() == 1)
+			_exit(127);
 		syscall(SYS_close_range, 3u, ~0u, 0u);
 		execv(sv.cfg.worker_bin, argv);
 		_exit(127);

@@ -32,6 +32,10 @@ typedef struct svc {
 	char log[128];
 } svc;
 
+/* Every service started, so a failed test (which longjmps out) leaves no process behind. */
+static pid_t started[32];
+static size_t nstarted;
+
 static uint64_t
 now_ms(void)
 {
@@ -172,6 +176,8 @@ svc_start(svc *s, const char *const *extra)
 	posix_spawn_file_actions_addopen(&fa, 2, s->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	assert_int_equal(posix_spawn(&s->pid, MOONJAILD_BIN, &fa, NULL, (char **)argv, environ), 0);
 	posix_spawn_file_actions_destroy(&fa);
+	if (nstarted < sizeof(started) / sizeof(started[0]))
+		started[nstarted++] = s->pid;
 	/* Ready when a ping is answered. */
 	for (t0 = now_ms(); now_ms() - t0 < 10000; sleep_ms(20)) {
 		r = NULL;
@@ -201,6 +207,9 @@ svc_stop(svc *s)
 		kill(s->pid, SIGKILL);
 		waitpid(s->pid, &status, 0);
 	}
+	for (i = 0; i < (int)nstarted; i++)
+		if (started[i] == s->pid)
+			started[i] = 0;
 	s->pid = 0;
 	return status;
 }
@@ -253,7 +262,8 @@ tenant_on(int w, int n, const char *prefix, char *out, size_t cap)
 static void
 test_eval_state_isolation(void **state)
 {
-	static const char *const extra[] = {"--workers", "2", NULL};
+	static const char *const extra[] = {
+	    "--workers", "2", "--instruction-limit", "0", "--timeout-ms", "300", NULL};
 	mj_response *r;
 	svc s;
 
@@ -463,6 +473,9 @@ test_sigterm_drains(void **state)
 	mj_proto_free(&a.r->base);
 	assert_int_equal(waitpid(s.pid, &status, 0), s.pid);
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	for (size_t i = 0; i < nstarted; i++)
+		if (started[i] == s.pid)
+			started[i] = 0;
 	s.pid = 0;
 }
 
@@ -491,8 +504,16 @@ main(void)
 	    cmocka_unit_test(test_refuses_open_tcp),
 	};
 
+	size_t i;
+	int rc;
+
 	signal(SIGPIPE, SIG_IGN);
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	for (i = 0; i < nstarted; i++) {
+		if (started[i] > 0 && kill(started[i], SIGKILL) == 0)
+			waitpid(started[i], NULL, 0);
+	}
+	return rc;
 }
 
 #else

@@ -3,7 +3,7 @@
 # any is missing.
 set -eu
 PKGS="gcc libc6-dev make cmake pkg-config liblua5.4-dev libseccomp-dev libnng-dev
-libprotobuf-c-dev protobuf-c-compiler libcmocka-dev $*"
+libprotobuf-c-dev protobuf-c-compiler libcmocka-dev libinih-dev $*"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

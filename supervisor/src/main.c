@@ -36,6 +36,8 @@ static const char usage[] =
     "  --output-limit SIZE     default print output per call (default 1M)\n"
     "  --deadline-margin-ms N  the hard deadline is the timeout plus this margin (default\n"
     "                          2000); a worker past it is killed and replaced\n"
+    "  --config FILE           tenant policies (INI: [defaults] and [tenant:NAME] sections;\n"
+    "                          see docs/supervisor.md); limit flags override [defaults]\n"
     "  --runtime-dir DIR       private directory for sockets (default /run/moonjail as root,\n"
     "                          else $XDG_RUNTIME_DIR/moonjail or /tmp/moonjail-UID)\n"
     "  --worker-bin PATH       the worker program (default: moonjail-worker next to moonjaild)\n"
@@ -43,7 +45,8 @@ static const char usage[] =
     "  --log-format text|json  log format on stderr (default text)\n"
     "  -h, --help              this text\n"
     "\n"
-    "signals: SIGTERM/SIGINT drain in-flight requests, then exit; SIGHUP is logged.\n";
+    "signals: SIGTERM/SIGINT drain in-flight requests, then exit; SIGHUP reloads the config\n"
+    "file (a bad file is logged and the previous policies stay).\n";
 
 static int
 die_usage(const char *msg, const char *arg)
@@ -141,11 +144,19 @@ default_worker_bin(char *buf, size_t cap)
 	return buf;
 }
 
-void
-sv_policy_for(const char *tenant, mj_tenant_policy *out)
+static void
+reload(void)
 {
-	(void)tenant;
-	mj_policy_default(out, &sv.cfg.defaults);
+	char err[300];
+	sv_policies *pol = sv_policies_load(sv.cfg.config_file, err, sizeof(err));
+
+	if (pol == NULL) {
+		sv_log("reload-failed", "reason=\"%s\" kept=previous", err);
+		return;
+	}
+	sv_log("reload", "config=%s tenants=%zu", sv.cfg.config_file ? sv.cfg.config_file : "none",
+	       sv_policies_count(pol));
+	sv_policies_install(pol);
 }
 
 static void
@@ -196,16 +207,22 @@ parse_args(int argc, char **argv, char *rtbuf, size_t rtcap, char *wbuf, size_t 
 		} else if (strcmp(o, "--memory-limit") == 0) {
 			if (mj_parse_size(v, &c->defaults.memory) != MJ_OK)
 				return die_usage("bad size", v);
+			c->flag_set |= 1;
 		} else if (strcmp(o, "--output-limit") == 0) {
 			if (mj_parse_size(v, &c->defaults.output) != MJ_OK)
 				return die_usage("bad size", v);
+			c->flag_set |= 8;
 		} else if (strcmp(o, "--instruction-limit") == 0) {
 			if (mj_parse_u64(v, &c->defaults.instructions) != MJ_OK)
 				return die_usage("bad number", v);
+			c->flag_set |= 2;
 		} else if (strcmp(o, "--timeout-ms") == 0) {
 			if (mj_parse_u64(v, &u) != MJ_OK || u > 3600000)
 				return die_usage("--timeout-ms wants 0-3600000", v);
 			c->defaults.timeout_ms = (uint32_t)u;
+			c->flag_set |= 4;
+		} else if (strcmp(o, "--config") == 0) {
+			c->config_file = v;
 		} else if (strcmp(o, "--deadline-margin-ms") == 0) {
 			if (mj_parse_u64(v, &u) != MJ_OK || u > 3600000)
 				return die_usage("--deadline-margin-ms wants 0-3600000", v);
@@ -252,6 +269,15 @@ main(int argc, char **argv)
 		return rc;
 	if (mj_limits_check(&sv.cfg.defaults, &why) != MJ_OK)
 		return die_usage("bad default limits", why);
+	{
+		char err[300];
+		sv_policies *pol = sv_policies_load(sv.cfg.config_file, err, sizeof(err));
+		if (pol == NULL) {
+			fprintf(stderr, "moonjaild: config: %s\n", err);
+			return 2;
+		}
+		sv_policies_install(pol);
+	}
 	if (access(sv.cfg.worker_bin, X_OK) != 0) {
 		fprintf(stderr, "moonjaild: cannot run the worker program %s: %s\n",
 		        sv.cfg.worker_bin, strerror(errno));
@@ -311,8 +337,7 @@ main(int argc, char **argv)
 		if (sig == SIGTERM || sig == SIGINT)
 			break;
 		if (sig == SIGHUP)
-			sv_log("reload", "config=%s",
-			       sv.cfg.config_file ? sv.cfg.config_file : "none");
+			reload();
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
 			sv_worker_reap(pid, status);
 		sv_workers_respawn_due();
@@ -332,6 +357,7 @@ main(int argc, char **argv)
 	for (i = 0; i < sv.cfg.nlisten; i++)
 		if (strncmp(sv.cfg.listen[i], "ipc://", 6) == 0)
 			unlink(sv.cfg.listen[i] + 6);
+	sv_policies_install(NULL);
 	sv_log("stop", "clean=1");
 	return 0;
 }

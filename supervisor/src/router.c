@@ -31,8 +31,8 @@ struct sv_call {
 static nng_listener listeners[SV_MAX_LISTEN];
 static int nlisteners;
 
-static bool
-tenant_ok(const char *s)
+bool
+sv_tenant_name_ok(const char *s)
 {
 	size_t n;
 
@@ -156,6 +156,7 @@ forward(sv_call *c, nng_msg *req, const mj_request *r)
 	Moonjail__Internal__V1__TenantPolicy pol = MOONJAIL__INTERNAL__V1__TENANT_POLICY__INIT;
 	Moonjail__V1__Limits *defaults = NULL, *max = NULL;
 	mj_tenant_policy p;
+	mj_limits defs;
 	sv_worker *w;
 	uint8_t *buf = NULL;
 	nng_msg *m = NULL;
@@ -163,10 +164,10 @@ forward(sv_call *c, nng_msg *req, const mj_request *r)
 	unsigned queued;
 	int rv;
 
-	sv_policy_for(r->tenant, &p);
+	sv_policy_for(r->tenant, &p, &defs);
 	c->worker = (int)(fnv1a(r->tenant) % (uint64_t)sv.cfg.nworkers);
 	w = &sv.workers[c->worker];
-	if (mj_proto_limits_from(&sv.cfg.defaults, &defaults) != MJ_OK ||
+	if (mj_proto_limits_from(&defs, &defaults) != MJ_OK ||
 	    mj_proto_limits_from(&p.max, &max) != MJ_OK)
 		goto fail;
 	pol.defaults = defaults;
@@ -243,7 +244,7 @@ handle_request(sv_call *c, nng_msg *m)
 		         MJ_PROTO_VERSION);
 		goto bad;
 	}
-	if (!tenant_ok(r->tenant)) {
+	if (!sv_tenant_name_ok(r->tenant)) {
 		snprintf(msg, sizeof(msg), "tenant must be 1-128 characters of A-Z a-z 0-9 . _ -");
 		goto bad;
 	}

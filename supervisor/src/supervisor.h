@@ -44,6 +44,7 @@ typedef struct sv_config {
 	bool insecure_tcp;
 	int ncalls;
 	uint32_t deadline_margin_ms;
+	unsigned flag_set; /* which default-limit flags were given (they win over the file) */
 } sv_config;
 
 /* Process-wide supervisor state. */
@@ -76,7 +77,16 @@ void sv_router_stop(void);
 /* Answers every call in flight on worker index with engine-lost. Called with sv.lock held. */
 void sv_router_worker_lost(int index);
 
-/* The tenant policy for a tenant (today: the same for every tenant, from the flags). */
-void sv_policy_for(const char *tenant, mj_tenant_policy *out);
+/* Tenant policies: [defaults] and [tenant:NAME] sections of the config file, with command-line
+ * limit flags overriding [defaults]. */
+typedef struct sv_policies sv_policies;
+sv_policies *sv_policies_load(const char *path, char *why, size_t whylen);
+void sv_policies_install(sv_policies *p); /* takes ownership; frees the previous set */
+void sv_policies_free(sv_policies *p);
+size_t sv_policies_count(const sv_policies *p);
+/* The policy of a tenant (its own section, else [defaults]), and the limits engines get when
+ * created on first use. */
+void sv_policy_for(const char *tenant, mj_tenant_policy *out, mj_limits *defaults);
+bool sv_tenant_name_ok(const char *s);
 
 #endif

@@ -21,7 +21,7 @@
 
 #include "mj/proto.h"
 
-#if defined(MOONJAILD_BIN) && defined(MOONJAIL_WORKER_BIN)
+#if defined(MOONJAILD_BIN) && defined(MOONJAIL_WORKER_BIN) && defined(MOONJAIL_BIN)
 
 extern char **environ;
 
@@ -557,6 +557,150 @@ test_config_policies_and_reload(void **state)
 	unlink(cfg);
 }
 
+/* Runs the real CLI; returns its exit status, with stdout and stderr in the buffers. */
+static int
+run_cli(const svc *s, const char *const *args, char *out, size_t outcap, char *err, size_t errcap)
+{
+	char outp[128], errp[128];
+	const char *argv[24];
+	posix_spawn_file_actions_t fa;
+	int n = 0, status;
+	size_t len;
+	FILE *f;
+	pid_t pid;
+
+	snprintf(outp, sizeof(outp), "%s/cli.out", s->dir);
+	snprintf(errp, sizeof(errp), "%s/cli.err", s->dir);
+	argv[n++] = MOONJAIL_BIN;
+	while (*args != NULL && n < 22)
+		argv[n++] = *args++;
+	argv[n] = NULL;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 1, outp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	posix_spawn_file_actions_addopen(&fa, 2, errp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_int_equal(posix_spawn(&pid, MOONJAIL_BIN, &fa, NULL, (char **)argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	f = fopen(outp, "r");
+	len = fread(out, 1, outcap - 1, f);
+	out[len] = '\0';
+	fclose(f);
+	f = fopen(errp, "r");
+	len = fread(err, 1, errcap - 1, f);
+	err[len] = '\0';
+	fclose(f);
+	return WEXITSTATUS(status);
+}
+
+/* The moonjail CLI against the real service: output, values, exit codes and --json. */
+static void
+test_cli_against_service(void **state)
+{
+	static const char *const extra[] = {"--workers", "1", NULL};
+	char out[4096], err[4096];
+	svc s;
+
+	(void)state;
+	svc_start(&s, extra);
+	{
+		const char *a[] = {"--url",
+		                   s.url,
+		                   "eval",
+		                   "--tenant",
+		                   "cli",
+		                   "-e",
+		                   "print('hi') return 1, 'x', {2.5}",
+		                   NULL};
+		assert_int_equal(run_cli(&s, a, out, sizeof(out), err, sizeof(err)), 0);
+		assert_string_equal(out, "hi\n1\n\"x\"\n[2.5]\n");
+	}
+	{
+		const char *a[] = {"--url",           s.url, "eval", "--tenant", "cli", "-e",
+		                   "\nerror('boom')", NULL};
+		assert_int_equal(run_cli(&s, a, out, sizeof(out), err, sizeof(err)), 1);
+		assert_non_null(strstr(err, "error: runtime: "));
+		assert_non_null(strstr(err, "boom"));
+	}
+	{
+		const char *a[] = {"--url", s.url, "--json",       "eval", "--tenant",
+		                   "cli",   "-e",  "return 6 * 7", NULL};
+		assert_int_equal(run_cli(&s, a, out, sizeof(out), err, sizeof(err)), 0);
+		assert_non_null(strstr(out, "\"status\":\"ok\""));
+		assert_non_null(strstr(out, "\"values\":[42]"));
+	}
+	{
+		const char *a[] = {"--url",
+		                   "ipc:///nonexistent/moonjail.sock",
+		                   "--call-timeout-ms",
+		                   "500",
+		                   "eval",
+		                   "--tenant",
+		                   "cli",
+		                   "-e",
+		                   "return 1",
+		                   NULL};
+		assert_int_equal(run_cli(&s, a, out, sizeof(out), err, sizeof(err)), 2);
+	}
+	{
+		const char *a[] = {"--url", s.url, "eval", "-e", "return 1", NULL};
+		assert_int_equal(run_cli(&s, a, out, sizeof(out), err, sizeof(err)), 2);
+	}
+	assert_int_equal(svc_stop(&s), 0);
+}
+
+typedef struct burn_arg {
+	const svc *s;
+	int rv;
+	mj_response *r;
+} burn_arg;
+
+static void *
+burn(void *p)
+{
+	burn_arg *a = p;
+
+	a->rv = call_op(a->s->url, "burner", NULL, MOONJAIL__V1__REQUEST__OP_EVAL,
+	                "while true do end", &a->r, 15000);
+	return NULL;
+}
+
+/* A tenant burning CPU up to its timeout does not stall another tenant on the same worker. */
+static void
+test_noisy_neighbour(void **state)
+{
+	static const char *const extra[] = {
+	    "--workers",           "1", "--executors", "2", "--timeout-ms", "1500",
+	    "--instruction-limit", "0", NULL};
+	uint64_t t0, worst = 0;
+	burn_arg a = {0};
+	pthread_t th;
+	svc s;
+	int i;
+
+	(void)state;
+	svc_start(&s, extra);
+	a.s = &s;
+	assert_int_equal(pthread_create(&th, NULL, burn, &a), 0);
+	sleep_ms(100);
+	for (i = 0; i < 10; i++) {
+		t0 = now_ms();
+		assert_int_equal(eval_int(&s, "quiet", "return 1"), 1);
+		if (now_ms() - t0 > worst)
+			worst = now_ms() - t0;
+		sleep_ms(50);
+	}
+	pthread_join(th, NULL);
+	assert_int_equal(a.rv, 0);
+	assert_int_equal(a.r->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_TIMEOUT);
+	mj_proto_free(&a.r->base);
+	/* A behaviour bound, not a benchmark: far below the burner's 1500 ms. */
+	if (worst >= 700)
+		fail_msg("the quiet tenant waited %llu ms behind the burner",
+		         (unsigned long long)worst);
+	assert_int_equal(svc_stop(&s), 0);
+}
+
 static void
 test_refuses_open_tcp(void **state)
 {
@@ -580,6 +724,8 @@ main(void)
 	    cmocka_unit_test(test_hard_deadline),
 	    cmocka_unit_test(test_sigterm_drains),
 	    cmocka_unit_test(test_config_policies_and_reload),
+	    cmocka_unit_test(test_cli_against_service),
+	    cmocka_unit_test(test_noisy_neighbour),
 	    cmocka_unit_test(test_refuses_open_tcp),
 	};
 

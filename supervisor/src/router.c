@@ -26,7 +26,24 @@ struct sv_call {
 	bool lost; /* under sv.lock: the worker died with this call in flight */
 	sv_call *prev, *next;
 	bool linked;
+	struct lane *lane; /* the engine's lane while the call holds or waits for it */
+	sv_call *qnext;    /* next call waiting in the lane */
+	nng_msg *pending;  /* the WorkerRequest of a waiting call */
+	nng_duration per_call;
 };
+
+/* Calls to one engine go to its worker one at a time, in the order the supervisor received
+ * them: the worker decodes on several threads, so two requests in flight to one engine could
+ * otherwise run in either order. */
+typedef struct lane {
+	struct lane *next;
+	char key[300];
+	bool busy;
+	sv_call *head, *tail;
+} lane;
+
+#define NLANES 1024
+static lane *lanes[NLANES];
 
 static nng_listener listeners[SV_MAX_LISTEN];
 static int nlisteners;
@@ -139,14 +156,87 @@ static nng_duration
 deadline_for(const mj_tenant_policy *p, unsigned queued)
 {
 	uint64_t ms;
-	unsigned per = sv.cfg.executors > 0 ? (unsigned)sv.cfg.executors : 1;
 
+	(void)queued;
 	if (p->max.timeout_ms == 0)
 		return NNG_DURATION_INFINITE;
-	/* The worker runs `executors` calls at once; a call queued behind others may wait for
-	 * them, so the hard deadline grows with the queue instead of killing a healthy worker. */
-	ms = ((uint64_t)p->max.timeout_ms + sv.cfg.deadline_margin_ms) * (1 + queued / per);
+	ms = (uint64_t)p->max.timeout_ms + sv.cfg.deadline_margin_ms;
 	return ms > 3600000 ? 3600000 : (nng_duration)ms;
+}
+
+static void dispatch(sv_call *c, nng_msg *m);
+
+/* Takes the engine's lane for c, or queues c behind the call holding it. Returns true when c
+ * may be sent now. */
+static bool
+lane_enter(sv_call *c, const char *tenant, const char *engine, nng_msg *m)
+{
+	char key[300];
+	unsigned h;
+	lane *l;
+
+	snprintf(key, sizeof(key), "%s/%s", tenant, engine && *engine ? engine : "default");
+	h = (unsigned)(fnv1a(key) % NLANES);
+	pthread_mutex_lock(&sv.lock);
+	for (l = lanes[h]; l != NULL && strcmp(l->key, key) != 0; l = l->next)
+		;
+	if (l == NULL) {
+		if ((l = calloc(1, sizeof(*l))) == NULL) {
+			/* Without memory for a lane the call goes out unordered rather than not at
+			 * all. */
+			pthread_mutex_unlock(&sv.lock);
+			c->lane = NULL;
+			return true;
+		}
+		snprintf(l->key, sizeof(l->key), "%s", key);
+		l->next = lanes[h];
+		lanes[h] = l;
+	}
+	c->lane = l;
+	if (!l->busy) {
+		l->busy = true;
+		pthread_mutex_unlock(&sv.lock);
+		return true;
+	}
+	c->pending = m;
+	c->qnext = NULL;
+	if (l->tail != NULL)
+		l->tail->qnext = c;
+	else
+		l->head = c;
+	l->tail = c;
+	pthread_mutex_unlock(&sv.lock);
+	return false;
+}
+
+/* Releases c's lane and sends the next waiting call, if any. */
+static void
+lane_leave(sv_call *c)
+{
+	sv_call *n = NULL;
+	lane *l = c->lane, **pp;
+
+	if (l == NULL)
+		return;
+	c->lane = NULL;
+	pthread_mutex_lock(&sv.lock);
+	if ((n = l->head) != NULL) {
+		l->head = n->qnext;
+		if (l->head == NULL)
+			l->tail = NULL;
+	} else {
+		l->busy = false;
+		for (pp = &lanes[fnv1a(l->key) % NLANES]; *pp != l; pp = &(*pp)->next)
+			;
+		*pp = l->next;
+		free(l);
+	}
+	pthread_mutex_unlock(&sv.lock);
+	if (n != NULL) {
+		nng_msg *m = n->pending;
+		n->pending = NULL;
+		dispatch(n, m);
+	}
 }
 
 static void
@@ -157,16 +247,12 @@ forward(sv_call *c, nng_msg *req, const mj_request *r)
 	Moonjail__V1__Limits *defaults = NULL, *max = NULL;
 	mj_tenant_policy p;
 	mj_limits defs;
-	sv_worker *w;
 	uint8_t *buf = NULL;
 	nng_msg *m = NULL;
 	size_t len;
-	unsigned queued;
-	int rv;
 
 	sv_policy_for(r->tenant, &p, &defs);
 	c->worker = (int)(fnv1a(r->tenant) % (uint64_t)sv.cfg.nworkers);
-	w = &sv.workers[c->worker];
 	if (mj_proto_limits_from(&defs, &defaults) != MJ_OK ||
 	    mj_proto_limits_from(&p.max, &max) != MJ_OK)
 		goto fail;
@@ -181,26 +267,11 @@ forward(sv_call *c, nng_msg *req, const mj_request *r)
 	    nng_msg_append(m, buf, len) != 0)
 		goto fail;
 	mj_free(buf);
-	buf = NULL;
 	mj_proto_free(&defaults->base);
 	mj_proto_free(&max->base);
-	if ((rv = nng_ctx_open(&c->wctx, w->sock)) != 0)
-		goto fail;
-	c->wopen = true;
-	pthread_mutex_lock(&sv.lock);
-	c->lost = false;
-	c->prev = NULL;
-	c->next = w->inflight;
-	if (w->inflight != NULL)
-		w->inflight->prev = c;
-	w->inflight = c;
-	queued = w->ninflight++;
-	c->linked = true;
-	pthread_mutex_unlock(&sv.lock);
-	c->state = C_FWD_SEND;
-	nng_aio_set_timeout(c->waio, deadline_for(&p, queued));
-	nng_aio_set_msg(c->waio, m);
-	nng_ctx_send(c->wctx, c->waio);
+	c->per_call = deadline_for(&p, 0);
+	if (lane_enter(c, r->tenant, r->engine, m))
+		dispatch(c, m);
 	return;
 
 fail:
@@ -212,6 +283,45 @@ fail:
 	if (max != NULL)
 		mj_proto_free(&max->base);
 	reply_error(c, MJ_KIND_INTERNAL, "the supervisor is out of memory");
+}
+
+/* Sends c's WorkerRequest m to its worker. */
+static void
+dispatch(sv_call *c, nng_msg *m)
+{
+	sv_worker *w = &sv.workers[c->worker];
+	unsigned queued, per = sv.cfg.executors > 0 ? (unsigned)sv.cfg.executors : 1;
+	nng_duration d;
+
+	if (nng_ctx_open(&c->wctx, w->sock) != 0) {
+		nng_msg_free(m);
+		lane_leave(c);
+		reply_error(c, MJ_KIND_INTERNAL, "the supervisor cannot reach the worker");
+		return;
+	}
+	c->wopen = true;
+	pthread_mutex_lock(&sv.lock);
+	c->lost = false;
+	c->prev = NULL;
+	c->next = w->inflight;
+	if (w->inflight != NULL)
+		w->inflight->prev = c;
+	w->inflight = c;
+	queued = w->ninflight++;
+	c->linked = true;
+	pthread_mutex_unlock(&sv.lock);
+	/* The worker runs `executors` calls at once; a call queued behind others there may wait
+	 * for them, so the hard deadline grows with that queue instead of killing a healthy
+	 * worker. */
+	d = c->per_call;
+	if (d != NNG_DURATION_INFINITE)
+		d = (nng_duration)((int64_t)d * (1 + queued / per) > 3600000
+		                       ? 3600000
+		                       : (int64_t)d * (1 + queued / per));
+	c->state = C_FWD_SEND;
+	nng_aio_set_timeout(c->waio, d);
+	nng_aio_set_msg(c->waio, m);
+	nng_ctx_send(c->wctx, c->waio);
 }
 
 static void
@@ -325,6 +435,7 @@ worker_cb(void *arg)
 	unlink_call(c);
 	nng_ctx_close(c->wctx);
 	c->wopen = false;
+	lane_leave(c);
 	if (rv == 0) {
 		m = nng_aio_get_msg(c->waio);
 		if (!reply_ok(nng_msg_body(m), nng_msg_len(m))) {

@@ -701,6 +701,83 @@ test_noisy_neighbour(void **state)
 	assert_int_equal(svc_stop(&s), 0);
 }
 
+static nng_msg *
+eval_msg(const char *tenant, const char *src)
+{
+	Moonjail__V1__Request req = MOONJAIL__V1__REQUEST__INIT;
+	Moonjail__V1__Eval ev = MOONJAIL__V1__EVAL__INIT;
+	nng_msg *m;
+	uint8_t *buf;
+	size_t len;
+
+	req.version = MJ_PROTO_VERSION;
+	req.id = __atomic_fetch_add(&next_id, 1, __ATOMIC_RELAXED);
+	req.tenant = (char *)tenant;
+	req.op_case = MOONJAIL__V1__REQUEST__OP_EVAL;
+	ev.source.data = (uint8_t *)src;
+	ev.source.len = strlen(src);
+	req.eval = &ev;
+	assert_int_equal(mj_proto_pack(&req.base, &buf, &len), MJ_OK);
+	assert_int_equal(nng_msg_alloc(&m, 0), 0);
+	nng_msg_append(m, buf, len);
+	mj_free(buf);
+	return m;
+}
+
+/* Requests to one engine run in the order they reach the service, even when the first is
+ * still running as the second arrives. */
+static void
+test_engine_order(void **state)
+{
+	static const char *const extra[] = {"--workers", "1", "--executors", "4", NULL};
+	nng_ctx ctx[2];
+	nng_aio *aio[2];
+	nng_socket sock;
+	mj_response *r;
+	svc s;
+	int round, k;
+
+	(void)state;
+	svc_start(&s, extra);
+	assert_int_equal(nng_req0_open(&sock), 0);
+	nng_socket_set_ms(sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+	assert_int_equal(nng_dial(sock, s.url, NULL, 0), 0);
+	for (k = 0; k < 2; k++) {
+		assert_int_equal(nng_ctx_open(&ctx[k], sock), 0);
+		assert_int_equal(nng_aio_alloc(&aio[k], NULL, NULL), 0);
+		nng_aio_set_timeout(aio[k], 10000);
+	}
+	for (round = 0; round < 10; round++) {
+		/* The first call is slow, the second quick: only ordering keeps them apart. */
+		nng_aio_set_msg(aio[0],
+		                eval_msg("order", "local t = os.clock() while os.clock() - t "
+		                                  "< 0.05 do end log = (log or '') .. 'a'"));
+		nng_ctx_send(ctx[0], aio[0]);
+		nng_aio_wait(aio[0]);
+		assert_int_equal(nng_aio_result(aio[0]), 0);
+		nng_aio_set_msg(aio[1], eval_msg("order", "log = log .. 'b'"));
+		nng_ctx_send(ctx[1], aio[1]);
+		nng_aio_wait(aio[1]);
+		assert_int_equal(nng_aio_result(aio[1]), 0);
+		for (k = 0; k < 2; k++) {
+			nng_ctx_recv(ctx[k], aio[k]);
+			nng_aio_wait(aio[k]);
+			assert_int_equal(nng_aio_result(aio[k]), 0);
+			nng_msg_free(nng_aio_get_msg(aio[k]));
+		}
+	}
+	r = eval(&s, "order", "return log");
+	assert_int_equal(r->values[0]->kind_case, MOONJAIL__V1__VALUE__KIND_STRING);
+	assert_memory_equal(r->values[0]->string.data, "abababababababababab", 20);
+	mj_proto_free(&r->base);
+	for (k = 0; k < 2; k++) {
+		nng_aio_free(aio[k]);
+		nng_ctx_close(ctx[k]);
+	}
+	nng_close(sock);
+	assert_int_equal(svc_stop(&s), 0);
+}
+
 static void
 test_refuses_open_tcp(void **state)
 {
@@ -726,6 +803,7 @@ main(void)
 	    cmocka_unit_test(test_config_policies_and_reload),
 	    cmocka_unit_test(test_cli_against_service),
 	    cmocka_unit_test(test_noisy_neighbour),
+	    cmocka_unit_test(test_engine_order),
 	    cmocka_unit_test(test_refuses_open_tcp),
 	};
 

@@ -170,6 +170,9 @@ mj_client_close(mj_client *c)
 
 	if (c == NULL)
 		return;
+	/* A later client may get the same address; it must not inherit this one's error. */
+	if (last_error.c == c)
+		last_error.c = NULL;
 	while ((s = c->idle) != NULL) {
 		c->idle = s->next;
 		slot_free(s);
@@ -423,6 +426,10 @@ call(mj_client *c, mj_request *req, const char *tenant, const char *engine, mj_c
 	size_t n;
 	mj_err err;
 	int rv;
+
+	/* mj_client_errmsg describes this thread's most recent call on c. */
+	if (last_error.c == c)
+		last_error.msg[0] = '\0';
 
 	if (c == NULL || out == NULL)
 		return fail(c, MJ_EINVAL, "no client or no result pointer");

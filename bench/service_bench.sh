@@ -1,0 +1,228 @@
+#!/bin/sh
+# service_bench.sh: moonjail through moonjaild against a raw nng REQ/REP echo over ipc.
+#
+# Usage: sh bench/service_bench.sh [BUILD_DIR]        (default: build)
+#
+# Builds nothing. Takes moonjaild, moonjail, moonjail-bench and moonjail-worker from
+# BUILD_DIR/bin, starts a private moonjaild (own runtime dir, own ipc listener, one worker per
+# CPU), and runs moonjail-bench through it and moonjail-bench --echo (a raw REQ/REP echo in a
+# separate process) at concurrency 1 and 50, interleaved over several rounds. Prints the
+# medians and the issue's two ratios with PASS/MISS:
+#   p50 latency at concurrency 1   <= 2x   the echo's
+#   throughput at concurrency 50   >= 0.5x the echo's
+# Then stops moonjaild with SIGTERM and removes everything it made. A benchmark, not a test:
+# MISS still exits 0. Exit 1 when a run reported errors, 2 when the setup failed.
+#
+# Knobs (environment): ROUNDS (5), REQ1 (5000), WARM1 (1000), REQ50 (30000), WARM50 (3000),
+# TENANTS (4), WORKERS (number of CPUs), RUN_TIMEOUT (seconds per moonjail-bench run, 180).
+
+set -u
+
+BUILD=${1:-build}
+ROUNDS=${ROUNDS:-5}
+REQ1=${REQ1:-5000}
+WARM1=${WARM1:-1000}
+REQ50=${REQ50:-30000}
+WARM50=${WARM50:-3000}
+TENANTS=${TENANTS:-4}
+WORKERS=${WORKERS:-$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)}
+RUN_TIMEOUT=${RUN_TIMEOUT:-180}
+
+case "$BUILD" in
+-h | --help)
+	sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+	exit 0
+	;;
+esac
+
+BIN=$BUILD/bin
+for p in moonjaild moonjail moonjail-bench moonjail-worker; do
+	if [ ! -x "$BIN/$p" ]; then
+		echo "service_bench: $BIN/$p is missing; build first (see docs/benchmarks.md)" >&2
+		exit 2
+	fi
+done
+if ! command -v timeout >/dev/null 2>&1; then
+	echo "service_bench: needs timeout(1) from coreutils" >&2
+	exit 2
+fi
+
+DIR=$(mktemp -d /tmp/mj-service-bench.XXXXXX) || exit 2
+URL=ipc://$DIR/moonjail.sock
+LOG=$DIR/moonjaild.log
+SV_PID=
+
+# True while $1 runs (a zombie counts as gone: kill -0 alone would say yes).
+alive() {
+	st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)
+	[ -n "$st" ] && [ "$st" != Z ]
+}
+
+# SIGTERM, then up to 10 s for moonjaild to drain and exit, then SIGKILL. Leftover workers
+# (they should die with the supervisor) get the same treatment.
+stop_service() {
+	[ -n "$SV_PID" ] || return 0
+	kill -TERM "$SV_PID" 2>/dev/null
+	i=0
+	while alive "$SV_PID" && [ $i -lt 100 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	if alive "$SV_PID"; then
+		echo "service_bench: moonjaild ignored SIGTERM for 10 s; killing it" >&2
+		kill -KILL "$SV_PID" 2>/dev/null
+	fi
+	wait "$SV_PID" 2>/dev/null
+	SV_STATUS=$?
+	for wp in $(sed -n 's/.*event=worker-started .*pid=\([0-9]*\).*/\1/p' "$LOG" 2>/dev/null); do
+		i=0
+		while alive "$wp" && [ $i -lt 20 ]; do
+			sleep 0.1
+			i=$((i + 1))
+		done
+		if alive "$wp" && grep -q moonjail-worker "/proc/$wp/cmdline" 2>/dev/null; then
+			echo "service_bench: worker $wp outlived moonjaild; killing it" >&2
+			kill -KILL "$wp" 2>/dev/null
+		fi
+	done
+	SV_PID=
+}
+
+cleanup() {
+	stop_service
+	rm -rf "$DIR"
+}
+trap cleanup EXIT
+trap 'exit 2' INT TERM HUP
+
+# ---- start the service ----
+
+"$BIN/moonjaild" --runtime-dir "$DIR/rt" --listen "$URL" --workers "$WORKERS" \
+	--worker-bin "$BIN/moonjail-worker" 2>"$LOG" &
+SV_PID=$!
+i=0
+until timeout 5 "$BIN/moonjail" --url "$URL" --call-timeout-ms 1000 ping >/dev/null 2>&1; do
+	i=$((i + 1))
+	if ! alive "$SV_PID" || [ $i -ge 100 ]; then
+		echo "service_bench: moonjaild did not answer ping (log follows)" >&2
+		cat "$LOG" >&2
+		exit 2
+	fi
+	sleep 0.1
+done
+
+# ---- the rounds ----
+
+FAILED=0
+
+# run NAME C REQ WARM [--echo]: one moonjail-bench run; appends "p50 throughput" to $DIR/NAME.
+run() {
+	name=$1 c=$2 n=$3 w=$4
+	shift 4
+	if [ "${1:-}" = --echo ]; then
+		set -- --echo
+	else
+		set -- --url "$URL"
+	fi
+	out=$(timeout -k 5 "$RUN_TIMEOUT" "$BIN/moonjail-bench" "$@" --concurrency "$c" \
+		--requests "$n" --warmup "$w" --tenants "$TENANTS" -e 'return 1' --json 2>"$DIR/err")
+	rc=$?
+	p50=$(printf '%s\n' "$out" | sed -n 's/.*"p50":\([0-9.]*\).*/\1/p')
+	thr=$(printf '%s\n' "$out" | sed -n 's/.*"throughput":\([0-9.]*\).*/\1/p')
+	if [ $rc -ne 0 ] || [ -z "$p50" ] || [ -z "$thr" ]; then
+		echo "service_bench: $name run failed (exit $rc): $(cat "$DIR/err") $out" >&2
+		FAILED=1
+		return
+	fi
+	echo "$p50 $thr" >>"$DIR/$name"
+	printf '  %-8s p50 %9.1f us  %9.1f req/s\n' "$name" "$p50" "$thr"
+}
+
+echo "service_bench: moonjail via moonjaild vs raw nng REQ/REP echo over ipc"
+echo "  $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "  workers $WORKERS, tenants $TENANTS, script 'return 1', $ROUNDS rounds"
+echo "  c=1: $REQ1 requests (+$WARM1 warmup); c=50: $REQ50 requests (+$WARM50 warmup)"
+r=1
+while [ $r -le "$ROUNDS" ]; do
+	echo "round $r"
+	# Alternate which side goes first, so a burst of outside load lands on both.
+	if [ $((r % 2)) -eq 1 ]; then
+		run svc-c1 1 "$REQ1" "$WARM1"
+		run echo-c1 1 "$REQ1" "$WARM1" --echo
+		run echo-c50 50 "$REQ50" "$WARM50" --echo
+		run svc-c50 50 "$REQ50" "$WARM50"
+	else
+		run echo-c1 1 "$REQ1" "$WARM1" --echo
+		run svc-c1 1 "$REQ1" "$WARM1"
+		run svc-c50 50 "$REQ50" "$WARM50"
+		run echo-c50 50 "$REQ50" "$WARM50" --echo
+	fi
+	r=$((r + 1))
+done
+
+stop_service
+if [ "${SV_STATUS:-0}" -ne 0 ]; then
+	echo "service_bench: moonjaild exited $SV_STATUS after SIGTERM (log: see below)" >&2
+	tail -n 20 "$LOG" >&2
+fi
+
+# ---- results ----
+
+# median FILE FIELD
+median() {
+	[ -s "$1" ] || {
+		echo nan
+		return
+	}
+	cut -d' ' -f"$2" "$1" | sort -n | awk '{v[NR] = $1}
+		END {printf "%.1f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
+
+# ratio_range FILE_A FILE_B FIELD: the lowest and highest per-round ratio A/B.
+ratio_range() {
+	[ -s "$1" ] && [ -s "$2" ] || {
+		echo "n/a"
+		return
+	}
+	cut -d' ' -f"$3" "$1" >"$DIR/ra"
+	cut -d' ' -f"$3" "$2" >"$DIR/rb"
+	paste -d' ' "$DIR/ra" "$DIR/rb" | awk '$2 > 0 {x = $1 / $2
+		if (NR == 1 || x < lo) lo = x; if (NR == 1 || x > hi) hi = x}
+		END {printf "%.2f-%.2f", lo, hi}'
+}
+
+S1=$(median "$DIR/svc-c1" 1)
+E1=$(median "$DIR/echo-c1" 1)
+S50=$(median "$DIR/svc-c50" 2)
+E50=$(median "$DIR/echo-c50" 2)
+ST1=$(median "$DIR/svc-c1" 2)
+ET1=$(median "$DIR/echo-c1" 2)
+SP50=$(median "$DIR/svc-c50" 1)
+EP50=$(median "$DIR/echo-c50" 1)
+R1RANGE=$(ratio_range "$DIR/svc-c1" "$DIR/echo-c1" 1)
+R50RANGE=$(ratio_range "$DIR/svc-c50" "$DIR/echo-c50" 2)
+
+echo
+echo "service_bench: medians of $ROUNDS rounds"
+printf '  %-28s %12s %12s\n' "" moonjail echo
+printf '  %-28s %12s %12s\n' "c=1  p50 latency (us)" "$S1" "$E1"
+printf '  %-28s %12s %12s\n' "c=1  throughput (req/s)" "$ST1" "$ET1"
+printf '  %-28s %12s %12s\n' "c=50 p50 latency (us)" "$SP50" "$EP50"
+printf '  %-28s %12s %12s\n' "c=50 throughput (req/s)" "$S50" "$E50"
+echo
+echo "service_bench: ratios (moonjail / echo; the range is over the per-round ratios)"
+echo "$S1 $E1 $S50 $E50" | awk -v r1="$R1RANGE" -v r50="$R50RANGE" '{
+	if ($2 > 0 && $1 == $1 + 0) {
+		x = $1 / $2
+		printf "  c=1  p50 latency   %5.2fx  (target <= 2x)    %s  (rounds %s)\n", x,
+			(x <= 2 ? "PASS" : "MISS"), r1
+	} else
+		print "  c=1  p50 latency   n/a"
+	if ($4 > 0 && $3 == $3 + 0) {
+		y = $3 / $4
+		printf "  c=50 throughput    %5.2fx  (target >= 0.5x)  %s  (rounds %s)\n", y,
+			(y >= 0.5 ? "PASS" : "MISS"), r50
+	} else
+		print "  c=50 throughput    n/a"
+}'
+exit $FAILED

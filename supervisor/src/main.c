@@ -1,5 +1,6 @@
 /* moonjaild: the supervisor. Listens for clients, runs workers, routes, never runs Lua. */
 #include <errno.h>
+#include <grp.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -41,6 +42,8 @@ static const char usage[] =
     "  --runtime-dir DIR       private directory for sockets (default /run/moonjail as root,\n"
     "                          else $XDG_RUNTIME_DIR/moonjail or /tmp/moonjail-UID)\n"
     "  --worker-bin PATH       the worker program (default: moonjail-worker next to moonjaild)\n"
+    "  --group NAME            also let group NAME reach the ipc socket (directory 0750,\n"
+    "                          socket 0660; default: the owner only, 0700 and 0600)\n"
     "  --insecure-tcp          allow plain tcp:// listeners on non-loopback addresses\n"
     "  --log-format text|json  log format on stderr (default text)\n"
     "  -h, --help              this text\n"
@@ -221,6 +224,8 @@ parse_args(int argc, char **argv, char *rtbuf, size_t rtcap, char *wbuf, size_t 
 				return die_usage("--timeout-ms wants 0-3600000", v);
 			c->defaults.timeout_ms = (uint32_t)u;
 			c->flag_set |= 4;
+		} else if (strcmp(o, "--group") == 0) {
+			c->group = v;
 		} else if (strcmp(o, "--config") == 0) {
 			c->config_file = v;
 		} else if (strcmp(o, "--deadline-margin-ms") == 0) {
@@ -293,7 +298,16 @@ main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (make_dir(sv.cfg.runtime_dir, 0700) != 0) {
+	if (sv.cfg.group != NULL) {
+		struct group *g = getgrnam(sv.cfg.group);
+		if (g == NULL) {
+			fprintf(stderr, "moonjaild: no such group: %s\n", sv.cfg.group);
+			return 2;
+		}
+		sv.cfg.gid = g->gr_gid;
+	}
+	if (make_dir(sv.cfg.runtime_dir, sv.cfg.group != NULL ? 0750 : 0700) != 0 ||
+	    (sv.cfg.group != NULL && chown(sv.cfg.runtime_dir, (uid_t)-1, sv.cfg.gid) != 0)) {
 		fprintf(stderr, "moonjaild: runtime directory %s: %s\n", sv.cfg.runtime_dir,
 		        strerror(errno));
 		return 2;

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
@@ -491,12 +492,19 @@ sv_router_start(void)
 			return rv;
 		}
 		if (strncmp(url, "ipc://", 6) == 0)
-			nng_listener_set_int(listeners[i], NNG_OPT_IPC_PERMISSIONS, 0600);
+			nng_listener_set_int(listeners[i], NNG_OPT_IPC_PERMISSIONS,
+			                     sv.cfg.group != NULL ? 0660 : 0600);
 		if ((rv = nng_listener_start(listeners[i], 0)) != 0) {
 			sv_log("error", "what=\"listen\" url=%s err=\"%s\"", url, nng_strerror(rv));
 			return rv;
 		}
 		nlisteners++;
+		/* Admitting a group: the socket file joins it (the directory did at start). */
+		if (sv.cfg.group != NULL && strncmp(url, "ipc://", 6) == 0 &&
+		    chown(url + 6, (uid_t)-1, sv.cfg.gid) != 0) {
+			sv_log("error", "what=\"chown socket\" url=%s group=%s", url, sv.cfg.group);
+			return NNG_EPERM;
+		}
 		sv_log("listening", "url=%s", url);
 	}
 	if ((sv.calls = calloc((size_t)sv.cfg.ncalls, sizeof(sv_call))) == NULL)

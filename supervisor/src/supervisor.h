@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <stdbool.h>
 
 #include <nng/nng.h>
 
@@ -45,6 +46,8 @@ typedef struct sv_config {
 	int ncalls;
 	uint32_t deadline_margin_ms;
 	unsigned flag_set; /* which default-limit flags were given (they win over the file) */
+	const char *group; /* also admit this group to the client socket, or NULL */
+	gid_t gid;
 } sv_config;
 
 /* Process-wide supervisor state. */

@@ -1,6 +1,8 @@
 /* Integration tests: the real moonjaild and moonjail-worker, called over real nng sockets. */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <sys/stat.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -782,6 +784,38 @@ test_engine_order(void **state)
 	assert_int_equal(svc_stop(&s), 0);
 }
 
+/* Only the owner reaches the client socket by default; --group admits one group. */
+static void
+test_socket_permissions(void **state)
+{
+	static const char *const plain[] = {"--workers", "1", NULL};
+	static const char *const grouped[] = {"--workers", "1", "--group", "daemon", NULL};
+	struct group *g = getgrnam("daemon");
+	char path[160];
+	struct stat st;
+	svc s;
+
+	(void)state;
+	svc_start(&s, plain);
+	assert_int_equal(stat(s.dir, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0700);
+	snprintf(path, sizeof(path), "%s/s.sock", s.dir);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(svc_stop(&s), 0);
+	if (g == NULL)
+		skip();
+	svc_start(&s, grouped);
+	assert_int_equal(stat(s.dir, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0750);
+	assert_int_equal(st.st_gid, g->gr_gid);
+	snprintf(path, sizeof(path), "%s/s.sock", s.dir);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0660);
+	assert_int_equal(st.st_gid, g->gr_gid);
+	assert_int_equal(svc_stop(&s), 0);
+}
+
 static void
 test_refuses_open_tcp(void **state)
 {
@@ -808,6 +842,7 @@ main(void)
 	    cmocka_unit_test(test_cli_against_service),
 	    cmocka_unit_test(test_noisy_neighbour),
 	    cmocka_unit_test(test_engine_order),
+	    cmocka_unit_test(test_socket_permissions),
 	    cmocka_unit_test(test_refuses_open_tcp),
 	};
 

@@ -9,8 +9,6 @@
 #include "mj/text.h"
 #include "supervisor.h"
 
-enum { F_MEMORY = 1, F_INSTR = 2, F_TIMEOUT = 4, F_OUTPUT = 8, F_ENGINES = 16, F_TOTAL = 32 };
-
 typedef struct entry {
 	char name[129]; /* "" for [defaults] */
 	unsigned set;

@@ -210,20 +210,20 @@ parse_args(int argc, char **argv, char *rtbuf, size_t rtcap, char *wbuf, size_t 
 		} else if (strcmp(o, "--memory-limit") == 0) {
 			if (mj_parse_size(v, &c->defaults.memory) != MJ_OK)
 				return die_usage("bad size", v);
-			c->flag_set |= 1;
+			c->flag_set |= F_MEMORY;
 		} else if (strcmp(o, "--output-limit") == 0) {
 			if (mj_parse_size(v, &c->defaults.output) != MJ_OK)
 				return die_usage("bad size", v);
-			c->flag_set |= 8;
+			c->flag_set |= F_OUTPUT;
 		} else if (strcmp(o, "--instruction-limit") == 0) {
 			if (mj_parse_u64(v, &c->defaults.instructions) != MJ_OK)
 				return die_usage("bad number", v);
-			c->flag_set |= 2;
+			c->flag_set |= F_INSTR;
 		} else if (strcmp(o, "--timeout-ms") == 0) {
 			if (mj_parse_u64(v, &u) != MJ_OK || u > 3600000)
 				return die_usage("--timeout-ms wants 0-3600000", v);
 			c->defaults.timeout_ms = (uint32_t)u;
-			c->flag_set |= 4;
+			c->flag_set |= F_TIMEOUT;
 		} else if (strcmp(o, "--group") == 0) {
 			c->group = v;
 		} else if (strcmp(o, "--config") == 0) {

@@ -153,12 +153,12 @@ unlink_call(sv_call *c)
 	pthread_mutex_unlock(&sv.lock);
 }
 
+/* The hard deadline of one call once it runs: the tenant's timeout plus the margin. */
 static nng_duration
-deadline_for(const mj_tenant_policy *p, unsigned queued)
+deadline_for(const mj_tenant_policy *p)
 {
 	uint64_t ms;
 
-	(void)queued;
 	if (p->max.timeout_ms == 0)
 		return NNG_DURATION_INFINITE;
 	ms = (uint64_t)p->max.timeout_ms + sv.cfg.deadline_margin_ms;
@@ -270,7 +270,7 @@ forward(sv_call *c, nng_msg *req, const mj_request *r)
 	mj_free(buf);
 	mj_proto_free(&defaults->base);
 	mj_proto_free(&max->base);
-	c->per_call = deadline_for(&p, 0);
+	c->per_call = deadline_for(&p);
 	if (lane_enter(c, r->tenant, r->engine, m))
 		dispatch(c, m);
 	return;

@@ -31,6 +31,9 @@ typedef struct sv_worker {
 	unsigned ninflight;
 } sv_worker;
 
+/* Which limits a config section or the command line set explicitly. */
+enum { F_MEMORY = 1, F_INSTR = 2, F_TIMEOUT = 4, F_OUTPUT = 8, F_ENGINES = 16, F_TOTAL = 32 };
+
 typedef struct sv_config {
 	const char *listen[SV_MAX_LISTEN];
 	int nlisten;

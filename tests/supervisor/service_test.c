@@ -727,8 +727,8 @@ eval_msg(const char *tenant, const char *src)
 }
 
 /* Requests to one engine run in the order they reach the service, even when the first is
- * still running as the second arrives (without per-engine lanes the worker may run the
- * second first). */
+ * still running as the second arrives: end to end, through the supervisor's lanes and the
+ * worker's per-engine queue. */
 static void
 test_engine_order(void **state)
 {

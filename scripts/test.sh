@@ -9,7 +9,7 @@ for flavour in strict asan; do
 	dir="build-ci-$flavour"
 	san=OFF
 	[ "$flavour" = asan ] && san=ON
-	cmake -S . -B "$dir" -DMJ_WERROR=ON -DMJ_SANITIZE="$san" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake -S . -B "$dir" -DMJ_WERROR=ON -DMJ_SANITIZE="$san" -DMJ_TEST_HOOKS=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	cmake --build "$dir" -j "$jobs"
 	(cd "$dir" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

@@ -21,6 +21,8 @@ mj_err_str(mj_err err)
 		return "invalid state";
 	case MJ_EINTERNAL:
 		return "internal error";
+	case MJ_ESYSTEM:
+		return "system call failed";
 	}
 	return "unknown error";
 }

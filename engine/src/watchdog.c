@@ -20,6 +20,7 @@ static pthread_mutex_t wd_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wd_cond;
 static mj__wd_slot *wd_head;
 static bool wd_sleeping;
+static bool wd_running; /* the thread has started: set once, under wd_lock */
 static uint64_t wd_last_arm;
 static int wd_signo;
 
@@ -63,6 +64,8 @@ wd_main(void *arg)
 
 	(void)arg;
 	pthread_mutex_lock(&wd_lock);
+	wd_running = true;
+	pthread_cond_broadcast(&wd_cond);
 	for (;;) {
 		now = mj__now_ns();
 		for (s = wd_head; s != NULL; s = s->next) {
@@ -120,6 +123,12 @@ wd_start(void)
 		wd_init_err = MJ_ENOMEM;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&ta);
+	/* A host that confines itself next (seccomp in the worker) needs the thread past its
+	 * start-up syscalls first. */
+	pthread_mutex_lock(&wd_lock);
+	while (wd_init_err == MJ_OK && !wd_running)
+		pthread_cond_wait(&wd_cond, &wd_lock);
+	pthread_mutex_unlock(&wd_lock);
 }
 
 mj_err

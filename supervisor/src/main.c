@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <grp.h>
 #include <limits.h>
+#include <linux/capability.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mj/confine.h"
 #include "mj/text.h"
 #include "supervisor.h"
 
@@ -45,6 +48,11 @@ static const char usage[] =
     "  --group NAME            also let group NAME reach the ipc socket (directory 0750,\n"
     "                          socket 0660; default: the owner only, 0700 and 0600)\n"
     "  --insecure-tcp          allow plain tcp:// listeners on non-loopback addresses\n"
+    "  --worker-user NAME      as root: the account workers switch to before their first\n"
+    "                          request (default moonjail, else nobody)\n"
+    "  --no-namespaces         start workers in the host's namespaces (default: new user\n"
+    "                          (unless root), PID, network, IPC, mount and UTS namespaces,\n"
+    "                          with a logged fallback when the kernel refuses them)\n"
     "  --log-format text|json  log format on stderr (default text)\n"
     "  -h, --help              this text\n"
     "\n"
@@ -172,7 +180,49 @@ cleanup_dirs(void)
 		snprintf(path, sizeof(path), "%s/worker-%d.sock", sv.worker_dir, i);
 		unlink(path);
 	}
+	rmdir(sv.chroot_dir);
 	rmdir(sv.worker_dir);
+}
+
+/* As root, workers switch to an unprivileged account after connecting: the one named, else
+ * "moonjail", else "nobody". Root itself is refused. */
+static int
+resolve_worker_user(void)
+{
+	const char *name = sv.cfg.worker_user != NULL ? sv.cfg.worker_user : "moonjail";
+	struct passwd *pw;
+
+	if (geteuid() != 0)
+		return 0;
+	if ((pw = getpwnam(name)) == NULL && sv.cfg.worker_user == NULL)
+		pw = getpwnam(name = "nobody");
+	if (pw == NULL || pw->pw_uid == 0 || pw->pw_gid == 0) {
+		fprintf(stderr, "moonjaild: worker user %s: %s\n", name,
+		        pw == NULL ? "no such account" : "must not be root");
+		return -1;
+	}
+	sv.drop_user = true;
+	sv.worker_uid = pw->pw_uid;
+	sv.worker_gid = pw->pw_gid;
+	return 0;
+}
+
+/* What moonjaild keeps when it runs as root, once its sockets and directories exist:
+ * namespaces for workers (CAP_SYS_ADMIN), their privilege drop and chroot (CAP_SETUID,
+ * CAP_SETGID, CAP_SYS_CHROOT: a worker's capabilities are bounded by ours), and killing
+ * workers that run under another uid (CAP_KILL). */
+static void
+drop_own_privileges(void)
+{
+	static const int keep[] = {CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID, CAP_SYS_CHROOT, CAP_KILL};
+	char why[200];
+
+	if (geteuid() != 0)
+		return;
+	if (mj_caps_keep(keep, sizeof(keep) / sizeof(keep[0]), why, sizeof(why)) != MJ_OK)
+		sv_log("warning", "what=capabilities err=\"%s\"", why);
+	else
+		sv_log("capabilities", "kept=sys_admin,setuid,setgid,sys_chroot,kill");
 }
 
 static int
@@ -189,6 +239,9 @@ parse_args(int argc, char **argv, char *rtbuf, size_t rtcap, char *wbuf, size_t 
 			exit(0);
 		} else if (strcmp(o, "--insecure-tcp") == 0) {
 			c->insecure_tcp = true;
+			continue;
+		} else if (strcmp(o, "--no-namespaces") == 0) {
+			c->namespaces = false;
 			continue;
 		}
 		if (v == NULL)
@@ -226,6 +279,8 @@ parse_args(int argc, char **argv, char *rtbuf, size_t rtcap, char *wbuf, size_t 
 			c->flag_set |= F_TIMEOUT;
 		} else if (strcmp(o, "--group") == 0) {
 			c->group = v;
+		} else if (strcmp(o, "--worker-user") == 0) {
+			c->worker_user = v;
 		} else if (strcmp(o, "--config") == 0) {
 			c->config_file = v;
 		} else if (strcmp(o, "--deadline-margin-ms") == 0) {
@@ -270,6 +325,7 @@ main(int argc, char **argv)
 	sv.cfg.worker_memory = (size_t)1 << 30;
 	sv.cfg.ncalls = 256;
 	sv.cfg.deadline_margin_ms = 2000;
+	sv.cfg.namespaces = true;
 	if ((rc = parse_args(argc, argv, rtbuf, sizeof(rtbuf), wbuf, sizeof(wbuf))) != 0)
 		return rc;
 	if (mj_limits_check(&sv.cfg.defaults, &why) != MJ_OK)
@@ -314,8 +370,13 @@ main(int argc, char **argv)
 	}
 	snprintf(sv.worker_dir, sizeof(sv.worker_dir), "%s/workers-%d", sv.cfg.runtime_dir,
 	         (int)getpid());
-	if (make_dir(sv.worker_dir, 0700) != 0) {
+	snprintf(sv.chroot_dir, sizeof(sv.chroot_dir), "%s/root", sv.worker_dir);
+	if (make_dir(sv.worker_dir, 0700) != 0 || make_dir(sv.chroot_dir, 0555) != 0) {
 		fprintf(stderr, "moonjaild: %s: %s\n", sv.worker_dir, strerror(errno));
+		return 2;
+	}
+	if (resolve_worker_user() != 0) {
+		cleanup_dirs();
 		return 2;
 	}
 	if (sv.cfg.nlisten == 0) {
@@ -346,6 +407,7 @@ main(int argc, char **argv)
 		cleanup_dirs();
 		return 1;
 	}
+	drop_own_privileges();
 	for (;;) {
 		sig = sigtimedwait(&set, &si, &tick);
 		if (sig == SIGTERM || sig == SIGINT)

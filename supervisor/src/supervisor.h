@@ -51,6 +51,8 @@ typedef struct sv_config {
 	unsigned flag_set; /* which default-limit flags were given (they win over the file) */
 	const char *group; /* also admit this group to the client socket, or NULL */
 	gid_t gid;
+	const char *worker_user; /* the account workers drop to when moonjaild runs as root */
+	bool namespaces;         /* start workers in new namespaces; cleared when refused */
 } sv_config;
 
 /* Process-wide supervisor state. */
@@ -63,6 +65,10 @@ typedef struct sv_state {
 	atomic_bool draining;
 	atomic_uint busy; /* calls between receiving a request and sending its reply */
 	char worker_dir[300];
+	char chroot_dir[320]; /* an empty directory each worker makes its root */
+	bool drop_user;       /* running as root: workers switch to worker_uid/gid */
+	uid_t worker_uid;
+	gid_t worker_gid;
 } sv_state;
 
 extern sv_state sv;

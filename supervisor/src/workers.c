@@ -1,5 +1,7 @@
 /* Worker processes: fork+exec, peer checks, reaping, replacement and kills. */
 #include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,12 +68,105 @@ open_socket(sv_worker *w)
 	return nng_listen(w->sock, w->url, NULL, 0);
 }
 
+/* Copies a worker's stderr to ours until the worker and everything it started are gone. Lines
+ * stay whole: the worker writes each with one write of at most PIPE_BUF bytes. */
+static void *
+relay_log(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	char buf[4096];
+	ssize_t n;
+
+	while ((n = read(fd, buf, sizeof(buf))) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (sv.cfg.log_json) {
+			char *line = buf, *end = buf + n, *nl;
+			for (; line < end; line = nl + 1) {
+				if ((nl = memchr(line, '\n', (size_t)(end - line))) == NULL)
+					nl = end;
+				if (nl > line)
+					sv_log("worker-log", "%.*s", (int)(nl - line), line);
+			}
+		} else if (write(STDERR_FILENO, buf, (size_t)n) < 0) {
+			break;
+		}
+	}
+	close(fd);
+	return NULL;
+}
+
+static void
+start_relay(int fd)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 64 * 1024);
+	if (pthread_create(&t, &attr, relay_log, (void *)(intptr_t)fd) != 0)
+		close(fd); /* the worker then gets EPIPE on its log writes, nothing worse */
+	pthread_attr_destroy(&attr);
+}
+
+/* The child side of a namespaced start: maps the supervisor's ids to root inside the new user
+ * namespace (it then holds capabilities there only, enough to chroot itself). Only raw
+ * syscalls: the parent is multithreaded. */
+static int
+write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t len = (ssize_t)strlen(text);
+
+	if (fd < 0)
+		return -1;
+	if (write(fd, text, (size_t)len) != len) {
+		close(fd);
+		return -1;
+	}
+	return close(fd);
+}
+
+/* fork(), or a clone into new namespaces. Falls back to fork() for good, with one warning, when
+ * the kernel or the container refuses them. */
+static pid_t
+start_process(bool *in_userns)
+{
+	int flags = CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWNS | CLONE_NEWUTS;
+	pid_t pid;
+
+	*in_userns = false;
+	if (!sv.cfg.namespaces)
+		return fork();
+	/* Root creates the namespaces itself and the worker drops to --user after connecting;
+	 * anyone else needs a user namespace to own them. */
+	if (geteuid() != 0)
+		flags |= CLONE_NEWUSER;
+	pid = (pid_t)syscall(SYS_clone, (unsigned long)(flags | SIGCHLD), NULL, NULL, NULL, 0UL);
+	if (pid >= 0) {
+		*in_userns = (flags & CLONE_NEWUSER) != 0;
+		return pid;
+	}
+	sv_log("warning",
+	       "what=namespaces err=\"%s\" note=\"workers share the host's network, mount, PID "
+	       "and IPC namespaces; seccomp, rlimits and the privilege drop still apply\"",
+	       strerror(errno));
+	sv.cfg.namespaces = false;
+	return fork();
+}
+
 static int
 spawn(sv_worker *w)
 {
-	char id[16], execs[16], mem[32];
-	char *argv[12];
+	char id[16], execs[16], mem[32], ids[40], uid_map[40], gid_map[40];
+	char *argv[16];
+	bool userns;
 	pid_t pid;
+	int logp[2];
 	int n = 0;
 
 	snprintf(id, sizeof(id), "%d", w->index);
@@ -86,29 +181,56 @@ spawn(sv_worker *w)
 	argv[n++] = execs;
 	argv[n++] = "--memory-budget";
 	argv[n++] = mem;
+	argv[n++] = "--chroot";
+	argv[n++] = sv.chroot_dir;
+	if (sv.drop_user) {
+		snprintf(ids, sizeof(ids), "%u:%u", (unsigned)sv.worker_uid,
+		         (unsigned)sv.worker_gid);
+		argv[n++] = "--user";
+		argv[n++] = ids;
+	}
 	argv[n] = NULL;
-	/* nng is not fork-safe: the child only closes descriptors and execs. */
-	if ((pid = fork()) < 0)
+	snprintf(uid_map, sizeof(uid_map), "0 %u 1\n", (unsigned)geteuid());
+	snprintf(gid_map, sizeof(gid_map), "0 %u 1\n", (unsigned)getegid());
+	/* The worker's stderr is a pipe we relay: RLIMIT_FSIZE 0 would kill a worker writing to a
+	 * log file, and a pipe keeps its lines apart from ours. */
+	if (pipe2(logp, O_CLOEXEC) != 0)
 		return -1;
+	/* nng is not fork-safe: the child only sets itself up with raw syscalls and execs. */
+	if ((pid = start_process(&userns)) < 0) {
+		close(logp[0]);
+		close(logp[1]);
+		return -1;
+	}
 	if (pid == 0) {
 		sigset_t none;
 
+		if (userns && (write_file("/proc/self/uid_map", uid_map) != 0 ||
+		               write_file("/proc/self/setgroups", "deny") != 0 ||
+		               write_file("/proc/self/gid_map", gid_map) != 0))
+			_exit(126);
+		if (dup2(logp[1], STDERR_FILENO) < 0)
+			_exit(126);
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		/* A worker must not outlive its supervisor. Workers are spawned from the main
 		 * thread, which lives as long as the process. */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() == 1)
+		if (getppid() == 1) /* 0 inside a new PID namespace */
 			_exit(127);
 		syscall(SYS_close_range, 3u, ~0u, 0u);
 		execv(sv.cfg.worker_bin, argv);
 		_exit(127);
 	}
+	close(logp[1]);
+	start_relay(logp[0]);
 	pthread_mutex_lock(&sv.lock);
 	w->pid = pid;
 	w->started_ns = now_ns();
 	pthread_mutex_unlock(&sv.lock);
-	sv_log("worker-started", "worker=%d pid=%d", w->index, (int)pid);
+	sv_log("worker-started", "worker=%d pid=%d namespaces=%s", w->index, (int)pid,
+	       sv.cfg.namespaces ? (userns ? "user,pid,net,ipc,mnt,uts" : "pid,net,ipc,mnt,uts")
+	                         : "none");
 	return 0;
 }
 

@@ -1,16 +1,26 @@
 /* moonjail-worker: the process that runs tenants' engines for the supervisor, one REP socket. */
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "mj/confine.h"
 #include "mj/text.h"
 #include "worker.h"
 
 #include <nng/protocol/reqrep0/rep.h>
+#include <sys/syscall.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#define WK_ASAN 1
+#endif
 
 /* How long a synchronous dial keeps retrying while the supervisor's listener comes up. */
 #define DIAL_ATTEMPTS 100
@@ -31,8 +41,12 @@ static const char usage[] =
     "  --contexts M          requests received at once (default 32)\n"
     "  --memory-budget SIZE  Lua heap of all engines before idle ones are evicted, least\n"
     "                        recently used first (default 1G; suffixes K M G KiB MiB GiB)\n"
+    "  --chroot DIR          an empty directory to make the root before the first request\n"
+    "  --user UID:GID        the unprivileged ids to switch to (when started as root)\n"
     "  -h, --help            this text\n"
     "\n"
+    "Before the first request the worker confines itself for good: rlimits, chroot, the\n"
+    "privilege drop, no_new_privs and a seccomp allowlist (docs/SECURITY.md).\n"
     "Logs go to stderr, one line per event. SIGTERM or SIGINT: stop receiving, let running\n"
     "calls finish, exit 0.\n";
 
@@ -82,14 +96,103 @@ parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
 	return true;
 }
 
-/* The confinement slot. Issue 4 applies the seccomp filter, rlimits and the privilege drop here:
- * after the socket is connected (no more socket(2)/connect(2) needed), after every thread exists
- * (the executors, nng's and the engine watchdog; TSYNC covers them and no thread may start
- * later), and before the first request is received. */
+/* Set once SIGTERM arrives: the supervisor's pipe going away is then expected. */
+static atomic_bool shutting_down;
+
+/* Confinement runs after the socket is connected (no more socket(2)/connect(2) needed), after
+ * every thread exists (the executors, nng's and the engine watchdog; TSYNC covers them and no
+ * thread may start later), and before the first request is received. */
 static int
-worker_confine(void)
+worker_confine(const mj_confine_opts *opts)
 {
+	mj_confine_report rep;
+	char why[256];
+
+#ifdef WK_ASAN
+	/* LeakSanitizer's exit-time check stops the world with ptrace, which seccomp forbids:
+	 * check now, while it can still run; the check at exit is then skipped. */
+	__lsan_do_leak_check();
+#endif
+	if (mj_confine(opts, &rep, why, sizeof(why)) != MJ_OK) {
+		wk_log("event=error what=confine error=\"%s\"", why);
+		return -1;
+	}
+	if (opts->chroot_dir != NULL && !rep.chrooted)
+		wk_log(
+		    "event=warning what=chroot error=\"%s\" note=\"the filesystem stays visible; "
+		    "seccomp still refuses every path lookup\"",
+		    strerror(rep.chroot_errno));
+	wk_log("event=confined uid=%ld gid=%ld chroot=%s address_space=%s seccomp=%s",
+	       (long)rep.uid, (long)rep.gid, rep.chrooted ? "yes" : "no",
+	       rep.address_space ? "limited" : "open", opts->seccomp_log ? "log" : "kill");
 	return 0;
+}
+
+/* After confinement the worker cannot redial (socket(2) is forbidden), so a lost supervisor
+ * connection ends the process; the supervisor starts a replacement. */
+static void
+pipe_gone(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	(void)p, (void)ev, (void)arg;
+	if (atomic_load(&shutting_down))
+		return;
+	wk_log("event=exit reason=supervisor_connection_lost");
+	_exit(1);
+}
+
+/* Descriptors a worker does not need are closed before nng opens any: what remains at
+ * confinement is stderr and nng's own. stdin and stdout become /dev/null so a stray write
+ * cannot reach the supervisor's terminal or pipe. */
+static int
+close_inherited(void)
+{
+	int fd;
+
+	if (syscall(SYS_close_range, 3u, ~0u, 0u) != 0) {
+		for (fd = 3; fd < 1024; fd++)
+			close(fd);
+	}
+	if ((fd = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
+		return -1;
+	if (dup2(fd, STDIN_FILENO) < 0 || dup2(fd, STDOUT_FILENO) < 0) {
+		close(fd);
+		return -1;
+	}
+	if (fd > STDERR_FILENO)
+		close(fd);
+	return 0;
+}
+
+static bool
+parse_ids(const char *s, mj_confine_opts *o)
+{
+	char buf[64], *colon;
+	unsigned u, g;
+
+	if (s == NULL || strlen(s) >= sizeof(buf))
+		return false;
+	strcpy(buf, s);
+	if ((colon = strchr(buf, ':')) == NULL)
+		return false;
+	*colon = '\0';
+	if (!parse_uint(buf, 1, 4294967294u, &u) || !parse_uint(colon + 1, 1, 4294967294u, &g))
+		return false;
+	o->uid = (uid_t)u;
+	o->gid = (gid_t)g;
+	o->drop_to_user = true;
+	return true;
+}
+
+/* The address-space ceiling: the engines' budget twice over (fragmentation) plus room for
+ * thread stacks and malloc arenas, saturating instead of wrapping. */
+static size_t
+address_space_for(size_t budget)
+{
+	const size_t room = (size_t)2 << 30;
+
+	if (budget > (SIZE_MAX - room) / 2)
+		return 0;
+	return budget * 2 + room;
 }
 
 static int
@@ -114,6 +217,7 @@ int
 main(int argc, char **argv)
 {
 	wk_worker w;
+	mj_confine_opts copts;
 	const char *url = NULL;
 	bool have_id = false;
 	sigset_t sigs;
@@ -122,6 +226,10 @@ main(int argc, char **argv)
 	int rv, sig, a, rc = 1;
 
 	memset(&w, 0, sizeof(w));
+	memset(&copts, 0, sizeof(copts));
+#ifdef MJ_SECCOMP_LOG
+	copts.seccomp_log = true;
+#endif
 	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	w.nexec = ncpu < 2 ? 2 : ncpu > 256 ? 256 : (unsigned)ncpu;
 	w.nctx = 32;
@@ -151,6 +259,12 @@ main(int argc, char **argv)
 			if (mj_parse_size(v, &w.budget) != MJ_OK || w.budget == 0)
 				return die_usage("bad size", v);
 			a++;
+		} else if (strcmp(o, "--chroot") == 0 && v) {
+			copts.chroot_dir = v, a++;
+		} else if (strcmp(o, "--user") == 0 && v) {
+			if (!parse_ids(v, &copts))
+				return die_usage("bad --user (UID:GID, not 0)", v);
+			a++;
 		} else {
 			return die_usage("unknown or incomplete option", o);
 		}
@@ -158,6 +272,16 @@ main(int argc, char **argv)
 	if (url == NULL || !have_id)
 		return die_usage("--connect and --id are required", NULL);
 	wk_log_set_id(w.id);
+	copts.address_space = address_space_for(w.budget);
+	if (close_inherited() != 0) {
+		wk_log("event=error what=descriptors error=\"%s\"", strerror(errno));
+		return 1;
+	}
+	/* glibc re-reads /etc/localtime on every mktime unless TZ is set; with TZ set the zone is
+	 * read once here, before the filesystem goes away. */
+	if (getenv("TZ") == NULL)
+		setenv("TZ", ":/etc/localtime", 1);
+	tzset();
 
 	/* Blocked before any thread starts, so every thread inherits the mask and main alone
 	 * takes the signals with sigwait. */
@@ -192,12 +316,14 @@ main(int argc, char **argv)
 		goto fail_socket;
 	}
 	wk_log("event=connect url=%s", url);
+	if ((rv = nng_pipe_notify(w.sock, NNG_PIPE_EV_REM_POST, pipe_gone, NULL)) != 0) {
+		wk_log("event=error what=pipe_notify error=\"%s\"", nng_strerror(rv));
+		goto fail_socket;
+	}
 	if (wk_serve_init(&w) != MJ_OK)
 		goto fail_socket;
-	if (worker_confine() != 0) {
-		wk_log("event=error what=confine");
+	if (worker_confine(&copts) != 0)
 		goto fail_serve;
-	}
 	wk_serve_start(&w);
 	wk_log("event=start pid=%ld executors=%u contexts=%u memory_budget=%zu", (long)getpid(),
 	       w.nexec, w.nctx, w.budget);
@@ -206,6 +332,7 @@ main(int argc, char **argv)
 		if (sigwait(&sigs, &sig) == 0)
 			break;
 	}
+	atomic_store(&shutting_down, true);
 	pthread_mutex_lock(&w.mu);
 	nengines = w.nengines;
 	pthread_mutex_unlock(&w.mu);

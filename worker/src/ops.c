@@ -305,6 +305,9 @@ engine_create(wk_worker *w, wk_slot *s, wk_ctx *c, const mj_engine_config *cfg, 
 			           mj_err_str(err));
 		return false;
 	}
+#ifdef MJ_TEST_HOOKS
+	wk_test_hooks_install(s->engine);
+#endif
 	s->limits = cfg->limits;
 	rp->r.engine_created = true;
 	pthread_mutex_lock(&w->mu);

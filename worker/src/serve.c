@@ -224,6 +224,8 @@ executor(void *arg)
 	bool stopping;
 
 	pthread_mutex_lock(&w->mu);
+	w->started++;
+	pthread_cond_broadcast(&w->idle_cv);
 	while ((s = ready_pop(w)) != NULL) {
 		c = s->head;
 		s->head = c->next;
@@ -303,6 +305,12 @@ wk_serve_init(wk_worker *w)
 		w->nthreads++;
 	}
 	pthread_attr_destroy(&attr);
+	/* Confinement follows, and a thread that has not run yet would meet the filter in its
+	 * own start-up: wait until each executor is in its loop. */
+	pthread_mutex_lock(&w->mu);
+	while (w->started < w->nthreads)
+		pthread_cond_wait(&w->idle_cv, &w->mu);
+	pthread_mutex_unlock(&w->mu);
 	return MJ_OK;
 
 fail:

@@ -91,6 +91,7 @@ struct wk_worker {
 	bool stopping;          /* SIGTERM: queued requests are refused, running ones finish */
 	bool quit;              /* executors leave */
 	unsigned busy;          /* contexts in WK_DECODE, WK_JOB or WK_SEND */
+	unsigned started;       /* executors that have entered their loop */
 	wk_slot *ready_head, *ready_tail;
 	wk_slot **slots;
 	wk_tenant **tenants;
@@ -98,6 +99,11 @@ struct wk_worker {
 	size_t memory;   /* heap of every alive engine */
 	size_t nengines; /* alive engines */
 };
+
+#ifdef MJ_TEST_HOOKS
+/* Test builds only: installs test_syscall(name), which attempts one forbidden syscall. */
+void wk_test_hooks_install(mj_engine *e);
+#endif
 
 /* Writes one log line "moonjail-worker[id]: " + text to stderr with a single write. */
 void wk_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -17,6 +17,7 @@ typedef enum mj_err {
 	MJ_ENOENT,    /* no such object */
 	MJ_ESTATE,    /* the object cannot do this now (for example a re-entrant call) */
 	MJ_EINTERNAL, /* a broken invariant inside a library */
+	MJ_ESYSTEM,   /* the operating system refused a call (see the detail text) */
 } mj_err;
 
 /* A short constant description of err; never NULL. */

@@ -1,0 +1,81 @@
+/* Test builds only (MJ_TEST_HOOKS): a script function that attempts one forbidden syscall. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "worker.h"
+
+/* Each entry makes the raw syscall with harmless arguments: the filter decides on the number
+ * before the kernel looks at the arguments, so a bad descriptor still proves the point. */
+static long
+attempt(const char *name)
+{
+	static char *const argv[] = {"/bin/true", NULL};
+
+	if (strcmp(name, "openat") == 0)
+		return syscall(SYS_openat, AT_FDCWD, "/etc/passwd", O_RDONLY);
+	if (strcmp(name, "execve") == 0)
+		return syscall(SYS_execve, "/bin/true", argv, argv + 1);
+	if (strcmp(name, "socket") == 0)
+		return syscall(SYS_socket, AF_INET, SOCK_STREAM, 0);
+	if (strcmp(name, "connect") == 0)
+		return syscall(SYS_connect, STDERR_FILENO, NULL, 0);
+	if (strcmp(name, "bind") == 0)
+		return syscall(SYS_bind, STDERR_FILENO, NULL, 0);
+	if (strcmp(name, "ptrace") == 0)
+		return syscall(SYS_ptrace, PTRACE_TRACEME, 0, NULL, NULL);
+	if (strcmp(name, "fork") == 0)
+		return syscall(SYS_fork);
+	if (strcmp(name, "clone") == 0)
+		return syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, 0);
+	if (strcmp(name, "kill") == 0)
+		return syscall(SYS_kill, 1, 0);
+	if (strcmp(name, "mount") == 0)
+		return syscall(SYS_mount, "none", "/", "tmpfs", 0, NULL);
+	if (strcmp(name, "unlink") == 0)
+		return syscall(SYS_unlinkat, AT_FDCWD, "/tmp/x", 0);
+	if (strcmp(name, "mmap_exec") == 0)
+		return (long)(intptr_t)mmap(NULL, 4096, PROT_READ | PROT_EXEC,
+		                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	errno = ENOSYS;
+	return -2;
+}
+
+static mj_err
+test_syscall(void *ud, const mj_value *args, size_t nargs, mj_value *ret, char *err, size_t errlen)
+{
+	char msg[64];
+	long rc;
+
+	(void)ud;
+	if (nargs != 1 || args[0].type != MJ_VSTRING) {
+		strncpy(err, "test_syscall(name)", errlen - 1);
+		return MJ_EINVAL;
+	}
+	errno = 0;
+	rc = attempt(args[0].u.s.ptr);
+	if (rc == -2) {
+		strncpy(err, "test_syscall: unknown syscall name", errlen - 1);
+		return MJ_EINVAL;
+	}
+	/* Still alive: the policy let it through or refused it with an errno. */
+	if (rc < 0)
+		snprintf(msg, sizeof(msg), "errno %s", strerrorname_np(errno));
+	else
+		snprintf(msg, sizeof(msg), "returned %ld", rc);
+	return mj_value_string(ret, msg, strlen(msg));
+}
+
+void
+wk_test_hooks_install(mj_engine *e)
+{
+	mj_engine_register_function(e, "test_syscall", test_syscall, NULL);
+}

@@ -452,9 +452,10 @@ json_response(mj_buf *b, const mj_client_result *r)
 	mj_buf_printf(
 	    b, ",\"output_truncated\":%s,\"stats\":", r->output_truncated ? "true" : "false");
 	json_stats(b, r);
-	mj_buf_printf(b, ",\"engine_created\":%s,\"engine_reset\":%s,\"id\":%" PRIu64 "}",
-	              r->engine_created ? "true" : "false", r->engine_reset ? "true" : "false",
-	              r->id);
+	mj_buf_printf(
+	    b, ",\"engine_created\":%s,\"engine_reset\":%s,\"quarantined\":%s,\"id\":%" PRIu64 "}",
+	    r->engine_created ? "true" : "false", r->engine_reset ? "true" : "false",
+	    r->quarantined ? "true" : "false", r->id);
 }
 
 /* Prints the result; returns the exit status. */
@@ -506,6 +507,10 @@ report(const args *a, const mj_client_result *r)
 		fprintf(stderr, "moonjail: note: the output was truncated at the output limit\n");
 	if (!a->json && r->engine_reset)
 		fprintf(stderr, "moonjail: note: the engine was reset; its state is gone\n");
+	if (!a->json && r->quarantined)
+		fprintf(stderr,
+		        "moonjail: note: this tenant is quarantined (its calls killed workers "
+		        "repeatedly); it runs on a separate worker pool for now\n");
 	if (a->stats && r->has_stats)
 		fprintf(stderr,
 		        "stats: instructions=%" PRIu64 " memory=%" PRIu64 " peak=%" PRIu64

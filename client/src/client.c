@@ -385,6 +385,7 @@ convert(mj_client *c, const mj_response *resp, mj_client_result **out)
 	r->output_truncated = resp->output_truncated;
 	r->engine_created = resp->engine_created;
 	r->engine_reset = resp->engine_reset;
+	r->quarantined = resp->quarantined;
 	if (resp->stats != NULL) {
 		r->has_stats = true;
 		copy_stats(resp->stats, &r->stats);

@@ -53,6 +53,12 @@ static const char usage[] =
     "  --no-namespaces         start workers in the host's namespaces (default: new user\n"
     "                          (unless root), PID, network, IPC, mount and UTS namespaces,\n"
     "                          with a logged fallback when the kernel refuses them)\n"
+    "  --no-spare              do not keep a started spare worker to replace a dead one\n"
+    "  --quarantine-workers N  the quarantine pool (default 1; 0 turns quarantine off)\n"
+    "  --quarantine-strikes N  worker deaths with a tenant's calls in flight, within the\n"
+    "                          window, that quarantine it (default 3; 1-16)\n"
+    "  --quarantine-window-ms N  (default 60000)\n"
+    "  --quarantine-ms N       how long a quarantine lasts (default 300000)\n"
     "  --log-format text|json  log format on stderr (default text)\n"
     "  -h, --help              this text\n"
     "\n"
@@ -176,7 +182,7 @@ cleanup_dirs(void)
 	char path[420];
 	int i;
 
-	for (i = 0; i < sv.cfg.nworkers; i++) {
+	for (i = 0; i < sv.nsocks; i++) {
 		snprintf(path, sizeof(path), "%s/worker-%d.sock", sv.worker_dir, i);
 		unlink(path);
 	}
@@ -243,6 +249,9 @@ parse_args(int argc, char **argv, char *rtbuf, size_t rtcap, char *wbuf, size_t 
 		} else if (strcmp(o, "--no-namespaces") == 0) {
 			c->namespaces = false;
 			continue;
+		} else if (strcmp(o, "--no-spare") == 0) {
+			c->spare = false;
+			continue;
 		}
 		if (v == NULL)
 			return die_usage("unknown option or missing value", o);
@@ -281,6 +290,21 @@ parse_args(int argc, char **argv, char *rtbuf, size_t rtcap, char *wbuf, size_t 
 			c->group = v;
 		} else if (strcmp(o, "--worker-user") == 0) {
 			c->worker_user = v;
+		} else if (strcmp(o, "--quarantine-workers") == 0) {
+			if (parse_int(v, 0, SV_MAX_QUARANTINE, &c->quarantine_workers) != 0)
+				return die_usage("--quarantine-workers wants 0-16", v);
+		} else if (strcmp(o, "--quarantine-strikes") == 0) {
+			if (mj_parse_u64(v, &u) != MJ_OK || u < 1 || u > 16)
+				return die_usage("--quarantine-strikes wants 1-16", v);
+			c->quarantine_strikes = (unsigned)u;
+		} else if (strcmp(o, "--quarantine-window-ms") == 0) {
+			if (mj_parse_u64(v, &u) != MJ_OK || u < 1 || u > 86400000)
+				return die_usage("--quarantine-window-ms wants 1-86400000", v);
+			c->quarantine_window_ms = (uint32_t)u;
+		} else if (strcmp(o, "--quarantine-ms") == 0) {
+			if (mj_parse_u64(v, &u) != MJ_OK || u < 1 || u > 86400000)
+				return die_usage("--quarantine-ms wants 1-86400000", v);
+			c->quarantine_ms = (uint32_t)u;
 		} else if (strcmp(o, "--config") == 0) {
 			c->config_file = v;
 		} else if (strcmp(o, "--deadline-margin-ms") == 0) {
@@ -326,6 +350,11 @@ main(int argc, char **argv)
 	sv.cfg.ncalls = 256;
 	sv.cfg.deadline_margin_ms = 2000;
 	sv.cfg.namespaces = true;
+	sv.cfg.spare = true;
+	sv.cfg.quarantine_workers = 1;
+	sv.cfg.quarantine_strikes = 3;
+	sv.cfg.quarantine_window_ms = 60000;
+	sv.cfg.quarantine_ms = 300000;
 	if ((rc = parse_args(argc, argv, rtbuf, sizeof(rtbuf), wbuf, sizeof(wbuf))) != 0)
 		return rc;
 	if (mj_limits_check(&sv.cfg.defaults, &why) != MJ_OK)
@@ -434,6 +463,7 @@ main(int argc, char **argv)
 		if (strncmp(sv.cfg.listen[i], "ipc://", 6) == 0)
 			unlink(sv.cfg.listen[i] + 6);
 	sv_policies_install(NULL);
+	sv_quarantine_fini();
 	sv_log("stop", "clean=1");
 	return 0;
 }

@@ -31,6 +31,9 @@ struct sv_call {
 	sv_call *qnext;    /* next call waiting in the lane */
 	nng_msg *pending;  /* the WorkerRequest of a waiting call */
 	nng_duration per_call;
+	char tenant[129]; /* for strikes when its worker dies */
+	pid_t worker_pid; /* the process the call went to, 0 if none was running */
+	bool quarantined; /* routed to the quarantine pool; the reply says so */
 };
 
 /* Calls to one engine go to its worker one at a time, in the order the supervisor received
@@ -90,6 +93,7 @@ reply_error(sv_call *c, mj_kind kind, const char *msg)
 	size_t len;
 
 	res.id = c->id;
+	res.quarantined = c->quarantined;
 	if (kind != MJ_KIND_NONE) {
 		res.status = MOONJAIL__V1__STATUS__STATUS_ERROR;
 		err.kind = mj_proto_kind(kind);
@@ -117,6 +121,13 @@ reply_error(sv_call *c, mj_kind kind, const char *msg)
 static void
 reply_msg(sv_call *c, nng_msg *m)
 {
+	/* Response field 10, quarantined = true: appended to the worker's bytes, where a later
+	 * field simply adds to the message. */
+	static const uint8_t quarantined_field[] = {10 << 3, 1};
+
+	if (c->quarantined && nng_msg_append(m, quarantined_field, sizeof(quarantined_field)) != 0)
+		sv_log("error", "what=\"cannot mark a reply quarantined\" id=%llu",
+		       (unsigned long long)c->id);
 	c->state = C_REPLY;
 	nng_aio_set_msg(c->caio, m);
 	nng_ctx_send(c->cctx, c->caio);
@@ -253,7 +264,15 @@ forward(sv_call *c, nng_msg *req, const mj_request *r)
 	size_t len;
 
 	sv_policy_for(r->tenant, &p, &defs);
-	c->worker = (int)(fnv1a(r->tenant) % (uint64_t)sv.cfg.nworkers);
+	snprintf(c->tenant, sizeof(c->tenant), "%s", r->tenant);
+	pthread_mutex_lock(&sv.lock);
+	c->quarantined = sv.cfg.quarantine_workers > 0 && sv_quarantined(r->tenant);
+	pthread_mutex_unlock(&sv.lock);
+	if (c->quarantined)
+		c->worker =
+		    sv.cfg.nworkers + (int)(fnv1a(r->tenant) % (uint64_t)sv.cfg.quarantine_workers);
+	else
+		c->worker = (int)(fnv1a(r->tenant) % (uint64_t)sv.cfg.nworkers);
 	if (mj_proto_limits_from(&defs, &defaults) != MJ_OK ||
 	    mj_proto_limits_from(&p.max, &max) != MJ_OK)
 		goto fail;
@@ -294,15 +313,19 @@ dispatch(sv_call *c, nng_msg *m)
 	unsigned queued, per = sv.cfg.executors > 0 ? (unsigned)sv.cfg.executors : 1;
 	nng_duration d;
 
-	if (nng_ctx_open(&c->wctx, w->sock) != 0) {
+	/* The socket is read and the call linked in one step: promoting the spare swaps a slot's
+	 * socket, and a call must be in flight on the process its context reaches. */
+	pthread_mutex_lock(&sv.lock);
+	if (nng_ctx_open(&c->wctx, w->ws->sock) != 0) {
+		pthread_mutex_unlock(&sv.lock);
 		nng_msg_free(m);
 		lane_leave(c);
 		reply_error(c, MJ_KIND_INTERNAL, "the supervisor cannot reach the worker");
 		return;
 	}
 	c->wopen = true;
-	pthread_mutex_lock(&sv.lock);
 	c->lost = false;
+	c->worker_pid = w->pid;
 	c->prev = NULL;
 	c->next = w->inflight;
 	if (w->inflight != NULL)
@@ -336,6 +359,7 @@ handle_request(sv_call *c, nng_msg *m)
 
 	atomic_fetch_add(&sv.busy, 1);
 	c->id = 0;
+	c->quarantined = false;
 	mj_proto_caps_default(&caps);
 	caps.memory_budget = 64u << 20;
 	err = mj_proto_unpack(&moonjail__v1__request__descriptor, nng_msg_body(m), nng_msg_len(m),
@@ -452,7 +476,7 @@ worker_cb(void *arg)
 		return;
 	}
 	if (rv == NNG_ETIMEDOUT && !lost) {
-		sv_worker_kill(c->worker, "hard-deadline");
+		sv_worker_kill_for(c->worker, "hard-deadline", c->tenant);
 		reply_error(c, MJ_KIND_TIMEOUT,
 		            "the call overran the hard deadline; its worker was replaced and the "
 		            "engine's state is lost");
@@ -462,6 +486,11 @@ worker_cb(void *arg)
 		reply_error(c, MJ_KIND_ENGINE_LOST, "the service is shutting down");
 		return;
 	}
+	/* The worker died with this call in flight: the call may be what killed it. */
+	pthread_mutex_lock(&sv.lock);
+	if (c->worker_pid != 0 && sv.workers[c->worker].culprit_pid != c->worker_pid)
+		sv_quarantine_strike(c->tenant, (uint64_t)c->worker_pid);
+	pthread_mutex_unlock(&sv.lock);
 	reply_error(c, MJ_KIND_ENGINE_LOST,
 	            "the worker holding this engine died; the engine's state is lost");
 }

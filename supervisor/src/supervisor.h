@@ -15,19 +15,32 @@
 #include "mj/policy.h"
 
 #define SV_MAX_WORKERS 256
+#define SV_MAX_QUARANTINE 16
 #define SV_MAX_LISTEN 16
+#define SV_SPARE (-1)
 
 typedef struct sv_call sv_call;
 
-/* One worker slot: a REQ socket the supervisor listens on, and the process dialing it. */
-typedef struct sv_worker {
+/* A REQ socket the supervisor listens on, at RUNTIME_DIR/workers-PID/worker-<index>.sock. A
+ * slot and the spare each hold one; promoting the spare swaps them. */
+typedef struct sv_wsock {
 	int index;
 	nng_socket sock;
 	char url[400];
+	pid_t peer; /* the only process allowed to connect; 0 for none. Under sv.lock */
+} sv_wsock;
+
+/* A worker slot (index 0.. for the routed pools) or the spare (SV_SPARE): its socket and the
+ * process dialing it. Fields are under sv.lock once workers run. */
+typedef struct sv_worker {
+	int index;
+	sv_wsock *ws;
 	pid_t pid; /* 0 while no process runs */
 	uint64_t started_ns;
 	unsigned restarts;
-	sv_call *inflight; /* calls forwarded and not yet answered, under sv.lock */
+	pid_t culprit_pid; /* last process killed for one call's hard deadline: that call's
+	                      tenant got the strike, the others in flight on it get none */
+	sv_call *inflight; /* calls forwarded and not yet answered */
 	unsigned ninflight;
 } sv_worker;
 
@@ -53,13 +66,23 @@ typedef struct sv_config {
 	gid_t gid;
 	const char *worker_user; /* the account workers drop to when moonjaild runs as root */
 	bool namespaces;         /* start workers in new namespaces; cleared when refused */
+	bool spare;              /* keep one started, confined worker ready to replace a dead one */
+	int quarantine_workers;  /* the quarantine pool's size; 0 turns quarantine off */
+	unsigned quarantine_strikes; /* worker deaths within the window that quarantine a tenant */
+	uint32_t quarantine_window_ms;
+	uint32_t quarantine_ms; /* how long a quarantine lasts */
 } sv_config;
 
 /* Process-wide supervisor state. */
 typedef struct sv_state {
 	sv_config cfg;
 	pthread_mutex_t lock;
-	sv_worker workers[SV_MAX_WORKERS];
+	sv_worker workers[SV_MAX_WORKERS + SV_MAX_QUARANTINE]; /* nworkers, then quarantine */
+	int nslots;
+	sv_worker spare;
+	sv_wsock socks[SV_MAX_WORKERS + SV_MAX_QUARANTINE + 1];
+	int nsocks;
+	unsigned spawn_seq; /* each worker process's --id */
 	nng_socket front;
 	sv_call *calls;
 	atomic_bool draining;
@@ -81,6 +104,9 @@ int sv_workers_start(void);
 void sv_worker_reap(pid_t pid, int status);
 void sv_workers_respawn_due(void);
 void sv_worker_kill(int index, const char *why);
+/* Kills worker index for one call's hard deadline: tenant gets the strike, the other calls in
+ * flight on it do not. */
+void sv_worker_kill_for(int index, const char *why, const char *tenant);
 void sv_workers_stop(void);
 
 /* Routing of client calls. */
@@ -88,6 +114,14 @@ int sv_router_start(void);
 void sv_router_stop(void);
 /* Answers every call in flight on worker index with engine-lost. Called with sv.lock held. */
 void sv_router_worker_lost(int index);
+
+/* Quarantine (quarantine.c), under sv.lock: a tenant with a call in flight on a worker that
+ * died gets a strike; enough strikes within the window send it to the quarantine pool for a
+ * while. */
+/* event identifies one worker death (its pid): a tenant gets one strike per death. */
+void sv_quarantine_strike(const char *tenant, uint64_t event);
+bool sv_quarantined(const char *tenant);
+void sv_quarantine_fini(void);
 
 /* Tenant policies: [defaults] and [tenant:NAME] sections of the config file, with command-line
  * limit flags overriding [defaults]. */

@@ -36,36 +36,46 @@ now_ns(void)
 static void
 pipe_check(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
-	sv_worker *w = arg;
+	sv_wsock *ws = arg;
 	uint64_t pid = 0;
 	pid_t want;
 
 	(void)ev;
 	pthread_mutex_lock(&sv.lock);
-	want = w->pid;
+	want = ws->peer;
 	pthread_mutex_unlock(&sv.lock);
 	if (nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_PID, &pid) != 0 || want == 0 ||
 	    pid != (uint64_t)want) {
-		sv_log("worker-peer-refused", "worker=%d pid=%llu expected=%d", w->index,
+		sv_log("worker-peer-refused", "socket=%d pid=%llu expected=%d", ws->index,
 		       (unsigned long long)pid, (int)want);
 		nng_pipe_close(p);
 	}
 }
 
 static int
-open_socket(sv_worker *w)
+open_socket(sv_wsock *ws)
 {
 	int rv;
 
-	snprintf(w->url, sizeof(w->url), "ipc://%s/worker-%d.sock", sv.worker_dir, w->index);
-	if ((rv = nng_req0_open(&w->sock)) != 0)
+	snprintf(ws->url, sizeof(ws->url), "ipc://%s/worker-%d.sock", sv.worker_dir, ws->index);
+	if ((rv = nng_req0_open(&ws->sock)) != 0)
 		return rv;
 	/* A request must never be replayed to a replacement worker: it may be the one that
 	 * killed the first. A dead peer fails the pending receive instead. */
-	nng_socket_set_ms(w->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
-	nng_socket_set_size(w->sock, NNG_OPT_RECVMAXSZ, (16u << 20) + (64u << 10));
-	nng_pipe_notify(w->sock, NNG_PIPE_EV_ADD_PRE, pipe_check, w);
-	return nng_listen(w->sock, w->url, NULL, 0);
+	nng_socket_set_ms(ws->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+	nng_socket_set_size(ws->sock, NNG_OPT_RECVMAXSZ, (16u << 20) + (64u << 10));
+	nng_pipe_notify(ws->sock, NNG_PIPE_EV_ADD_PRE, pipe_check, ws);
+	return nng_listen(ws->sock, ws->url, NULL, 0);
+}
+
+static const char *
+slot_name(const sv_worker *w, char *buf, size_t cap)
+{
+	if (w->index == SV_SPARE)
+		snprintf(buf, cap, "spare");
+	else
+		snprintf(buf, cap, "%d", w->index);
+	return buf;
 }
 
 /* Copies a worker's stderr to ours until the worker and everything it started are gone. Lines
@@ -162,19 +172,19 @@ start_process(bool *in_userns)
 static int
 spawn(sv_worker *w)
 {
-	char id[16], execs[16], mem[32], ids[40], uid_map[40], gid_map[40];
+	char id[16], name[16], execs[16], mem[32], ids[40], uid_map[40], gid_map[40];
 	char *argv[16];
 	bool userns;
 	pid_t pid;
 	int logp[2];
 	int n = 0;
 
-	snprintf(id, sizeof(id), "%d", w->index);
+	snprintf(id, sizeof(id), "%u", sv.spawn_seq++);
 	snprintf(execs, sizeof(execs), "%d", sv.cfg.executors);
 	snprintf(mem, sizeof(mem), "%zu", sv.cfg.worker_memory);
 	argv[n++] = "moonjail-worker";
 	argv[n++] = "--connect";
-	argv[n++] = w->url;
+	argv[n++] = w->ws->url;
 	argv[n++] = "--id";
 	argv[n++] = id;
 	argv[n++] = "--executors";
@@ -226,9 +236,12 @@ spawn(sv_worker *w)
 	start_relay(logp[0]);
 	pthread_mutex_lock(&sv.lock);
 	w->pid = pid;
+	w->ws->peer = pid;
 	w->started_ns = now_ns();
 	pthread_mutex_unlock(&sv.lock);
-	sv_log("worker-started", "worker=%d pid=%d namespaces=%s", w->index, (int)pid,
+	sv_log(w->index == SV_SPARE ? "spare-started" : "worker-started",
+	       "worker=%s pid=%d id=%s namespaces=%s", slot_name(w, name, sizeof(name)), (int)pid,
+	       id,
 	       sv.cfg.namespaces ? (userns ? "user,pid,net,ipc,mnt,uts" : "pid,net,ipc,mnt,uts")
 	                         : "none");
 	return 0;
@@ -239,20 +252,52 @@ sv_workers_start(void)
 {
 	int i, rv;
 
-	for (i = 0; i < sv.cfg.nworkers; i++) {
-		sv_worker *w = &sv.workers[i];
-		w->index = i;
-		if ((rv = open_socket(w)) != 0) {
-			sv_log("error", "what=\"worker socket\" url=%s err=\"%s\"", w->url,
+	sv.nslots = sv.cfg.nworkers + sv.cfg.quarantine_workers;
+	sv.nsocks = sv.nslots + (sv.cfg.spare ? 1 : 0);
+	for (i = 0; i < sv.nsocks; i++) {
+		sv_wsock *ws = &sv.socks[i];
+		ws->index = i;
+		if ((rv = open_socket(ws)) != 0) {
+			sv_log("error", "what=\"worker socket\" url=%s err=\"%s\"", ws->url,
 			       nng_strerror(rv));
 			return -1;
 		}
+	}
+	sv.spare.index = SV_SPARE;
+	sv.spare.ws = sv.cfg.spare ? &sv.socks[sv.nslots] : NULL;
+	for (i = 0; i < sv.nslots; i++) {
+		sv_worker *w = &sv.workers[i];
+		w->index = i;
+		w->ws = &sv.socks[i];
 		if (spawn(w) != 0) {
 			sv_log("error", "what=\"fork\" err=\"%s\"", strerror(errno));
 			return -1;
 		}
 	}
+	if (sv.cfg.spare && spawn(&sv.spare) != 0) {
+		sv_log("error", "what=\"fork\" err=\"%s\"", strerror(errno));
+		return -1;
+	}
 	return 0;
+}
+
+/* Puts the spare process in slot w, whose process just died, and gives the spare the slot's
+ * old socket for its own replacement. Calls already lost keep their contexts on the old
+ * socket; they have been cancelled and no new call can reach it. Called with sv.lock held. */
+static bool
+promote_spare(sv_worker *w)
+{
+	sv_wsock *old = w->ws;
+
+	if (sv.spare.ws == NULL || sv.spare.pid == 0)
+		return false;
+	w->ws = sv.spare.ws;
+	w->pid = sv.spare.pid;
+	w->started_ns = sv.spare.started_ns;
+	sv.spare.ws = old;
+	sv.spare.pid = 0;
+	old->peer = 0;
+	return true;
 }
 
 /* Called from the main thread after waitpid reported pid. */
@@ -260,13 +305,20 @@ void
 sv_worker_reap(pid_t pid, int status)
 {
 	sv_worker *w = NULL;
+	bool promoted = false;
+	pid_t now_pid = 0;
+	char name[16];
 	int i;
 
 	pthread_mutex_lock(&sv.lock);
-	for (i = 0; i < sv.cfg.nworkers; i++) {
-		if (sv.workers[i].pid == pid) {
-			w = &sv.workers[i];
-			break;
+	if (sv.spare.pid == pid && pid != 0) {
+		w = &sv.spare;
+	} else {
+		for (i = 0; i < sv.nslots; i++) {
+			if (sv.workers[i].pid == pid) {
+				w = &sv.workers[i];
+				break;
+			}
 		}
 	}
 	if (w == NULL) {
@@ -274,19 +326,44 @@ sv_worker_reap(pid_t pid, int status)
 		return;
 	}
 	w->pid = 0;
+	w->ws->peer = 0;
 	w->restarts++;
-	sv_router_worker_lost(w->index);
+	if (w->index != SV_SPARE) {
+		sv_router_worker_lost(w->index);
+		if (!atomic_load(&sv.draining) && (promoted = promote_spare(w)))
+			now_pid = w->pid;
+	}
 	pthread_mutex_unlock(&sv.lock);
+	slot_name(w, name, sizeof(name));
 	if (WIFSIGNALED(status))
-		sv_log("worker-died", "worker=%d pid=%d signal=%d", w->index, (int)pid,
+		sv_log("worker-died", "worker=%s pid=%d signal=%d", name, (int)pid,
 		       WTERMSIG(status));
 	else
-		sv_log("worker-exited", "worker=%d pid=%d status=%d", w->index, (int)pid,
+		sv_log("worker-exited", "worker=%s pid=%d status=%d", name, (int)pid,
 		       WEXITSTATUS(status));
+	if (promoted)
+		sv_log("worker-started", "worker=%s pid=%d spare=promoted", name, (int)now_pid);
 }
 
-/* Starts a replacement for every slot without a process, unless draining. A worker that died
- * within a second of starting is replaced after a short pause, so a crash loop cannot spin. */
+static void
+respawn_one(sv_worker *w, uint64_t now)
+{
+	uint64_t age;
+	char name[16];
+
+	if (w->pid != 0)
+		return;
+	age = now - w->started_ns;
+	if (age < FAST_DEATH_NS && w->restarts > 3 && age < (uint64_t)MAX_BACKOFF_MS * 1000000ull)
+		return;
+	if (spawn(w) != 0)
+		sv_log("error", "what=\"fork\" worker=%s err=\"%s\"",
+		       slot_name(w, name, sizeof(name)), strerror(errno));
+}
+
+/* Starts a replacement for every slot without a process, then the spare, unless draining. A
+ * worker that died within a second of starting is replaced after a short pause, so a crash
+ * loop cannot spin. */
 void
 sv_workers_respawn_due(void)
 {
@@ -295,48 +372,61 @@ sv_workers_respawn_due(void)
 
 	if (atomic_load(&sv.draining))
 		return;
-	for (i = 0; i < sv.cfg.nworkers; i++) {
-		sv_worker *w = &sv.workers[i];
-		uint64_t age;
+	for (i = 0; i < sv.nslots; i++)
+		respawn_one(&sv.workers[i], now);
+	if (sv.cfg.spare)
+		respawn_one(&sv.spare, now);
+}
 
-		if (w->pid != 0)
-			continue;
-		age = now - w->started_ns;
-		if (age < FAST_DEATH_NS && w->restarts > 3 &&
-		    age < (uint64_t)MAX_BACKOFF_MS * 1000000ull)
-			continue;
-		if (spawn(w) != 0)
-			sv_log("error", "what=\"fork\" worker=%d err=\"%s\"", i, strerror(errno));
+static void
+kill_worker(int index, const char *why, const char *tenant)
+{
+	pid_t pid;
+
+	pthread_mutex_lock(&sv.lock);
+	pid = sv.workers[index].pid;
+	if (tenant != NULL && pid > 0) {
+		sv.workers[index].culprit_pid = pid;
+		sv_quarantine_strike(tenant, (uint64_t)pid);
+	}
+	pthread_mutex_unlock(&sv.lock);
+	if (pid > 0) {
+		sv_log("worker-kill", "worker=%d pid=%d reason=%s%s%s", index, (int)pid, why,
+		       tenant ? " tenant=" : "", tenant ? tenant : "");
+		kill(pid, SIGKILL);
 	}
 }
 
 void
 sv_worker_kill(int index, const char *why)
 {
-	pid_t pid;
+	kill_worker(index, why, NULL);
+}
 
-	pthread_mutex_lock(&sv.lock);
-	pid = sv.workers[index].pid;
-	pthread_mutex_unlock(&sv.lock);
-	if (pid > 0) {
-		sv_log("worker-kill", "worker=%d pid=%d reason=%s", index, (int)pid, why);
-		kill(pid, SIGKILL);
-	}
+void
+sv_worker_kill_for(int index, const char *why, const char *tenant)
+{
+	kill_worker(index, why, tenant);
 }
 
 void
 sv_workers_stop(void)
 {
-	int i, status;
+	sv_worker *all[SV_MAX_WORKERS + SV_MAX_QUARANTINE + 1];
+	int i, n = 0, status;
 	pid_t pid;
 
-	for (i = 0; i < sv.cfg.nworkers; i++) {
-		if (sv.workers[i].pid > 0)
-			kill(sv.workers[i].pid, SIGTERM);
+	for (i = 0; i < sv.nslots; i++)
+		all[n++] = &sv.workers[i];
+	if (sv.cfg.spare)
+		all[n++] = &sv.spare;
+	for (i = 0; i < n; i++) {
+		if (all[i]->pid > 0)
+			kill(all[i]->pid, SIGTERM);
 	}
-	for (i = 0; i < sv.cfg.nworkers; i++) {
+	for (i = 0; i < n; i++) {
 		int tries;
-		if ((pid = sv.workers[i].pid) <= 0)
+		if ((pid = all[i]->pid) <= 0)
 			continue;
 		for (tries = 0; tries < 200; tries++) {
 			if (waitpid(pid, &status, WNOHANG) == pid)
@@ -347,8 +437,8 @@ sv_workers_stop(void)
 			kill(pid, SIGKILL);
 			waitpid(pid, &status, 0);
 		}
-		sv.workers[i].pid = 0;
+		all[i]->pid = 0;
 	}
-	for (i = 0; i < sv.cfg.nworkers; i++)
-		nng_close(sv.workers[i].sock);
+	for (i = 0; i < sv.nsocks; i++)
+		nng_close(sv.socks[i].sock);
 }

@@ -263,7 +263,8 @@ test_json_output(void **state)
 	    "\"output_truncated\":false,\"stats\":{\"instructions\":42,\"instruction_limit\":"
 	    "100000000,\"memory_current\":1000,\"memory_peak\":2000,\"memory_limit\":16777216,"
 	    "\"wall_us\":7,\"timeout_ms\":1000,\"output_bytes\":0,\"output_limit\":1048576,"
-	    "\"engines\":0},\"engine_created\":false,\"engine_reset\":false,\"id\":1}\n");
+	    "\"engines\":0},\"engine_created\":false,\"engine_reset\":false,\"quarantined\":false,"
+	    "\"id\":1}\n");
 	outcome_free(&o);
 
 	run_cli(bad, NULL, &o);

@@ -63,6 +63,7 @@ typedef struct mj_client_result {
 	mj_client_statistics stats;
 	bool engine_created; /* this call created the engine: its state is fresh */
 	bool engine_reset;   /* a limit killed the call and the engine was reset */
+	bool quarantined;    /* the tenant runs on the quarantine pool for now */
 } mj_client_result;
 
 /* Limits sent with mj_client_create. Only the fields whose bit is set in `set` travel; the

@@ -1,5 +1,6 @@
 /* Integration tests of moonjail-worker: the real binary, with the test as its supervisor. */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <spawn.h>
@@ -896,6 +897,68 @@ test_oversized_message(void **state)
 	}
 }
 
+/* Runs the worker with argv (after the program name), stdout and stderr to /dev/null, and
+ * returns its exit status, or -1 when it did not exit by itself within 5 s. */
+static int
+worker_exit_status(const char *const *args)
+{
+	const char *argv[16];
+	int st, i, n = 0;
+	pid_t pid;
+
+	argv[n++] = MOONJAIL_WORKER_BIN;
+	for (i = 0; args[i] != NULL && n < 15; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	for (i = 0; i < 500; i++) {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+		usleep(10000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	return -1;
+}
+
+/* Bad command lines are usage errors (exit 2) before anything starts; the confinement flags
+ * are checked as strictly as the rest, and root is never a target user. */
+static void
+test_usage_errors(void **state)
+{
+	static const char *const cases[][8] = {
+	    {"--id", "1", NULL},
+	    {"--connect", "ipc:///nonexistent/x.sock", NULL},
+	    {"--connect", "ipc:///nonexistent/x.sock", "--id", "x", NULL},
+	    {"--connect", "ipc:///nonexistent/x.sock", "--id", "1", "--contexts", "0", NULL},
+	    {"--connect", "ipc:///nonexistent/x.sock", "--id", "1", "--user", "0:0", NULL},
+	    {"--connect", "ipc:///nonexistent/x.sock", "--id", "1", "--user", "65534", NULL},
+	    {"--connect", "ipc:///nonexistent/x.sock", "--id", "1", "--user", "65534:", NULL},
+	    {"--connect", "ipc:///nonexistent/x.sock", "--id", "1", "--user", "a:b", NULL},
+	    {"--connect", "ipc:///nonexistent/x.sock", "--id", "1", "--user",
+	     "99999999999999999999:1", NULL},
+	    {"--connect", "ipc:///nonexistent/x.sock", "--id", "1", "--chroot", NULL},
+	    {"--connect", "ipc:///nonexistent/x.sock", "--id", "1", "--bogus", NULL},
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int st = worker_exit_status(cases[i]);
+		if (st != 2)
+			fail_msg("case %zu (%s %s ...): exit %d, want 2", i, cases[i][0],
+			         cases[i][1] ? cases[i][1] : "", st);
+	}
+}
+
 static void
 test_lru_eviction(void **state)
 {
@@ -1113,6 +1176,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_stats_and_ping, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_oversized_message, setup, teardown),
+	    cmocka_unit_test(test_usage_errors),
 	    cmocka_unit_test_setup_teardown(test_lru_eviction, setup_small_budget, teardown),
 	    cmocka_unit_test_setup_teardown(test_quotas, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cpu_burner_does_not_stall_others,

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Builds moonjail twice (strict, and strict with ASan+UBSan) and runs the whole suite in both.
+# Builds moonjail twice (strict, and strict with ASan+UBSan) and runs the whole suite in both,
+# then fuzzes each libFuzzer target for a few seconds (docs/fuzzing.md).
 set -eu
 cd "$(dirname "$0")/.."
 sh scripts/deps.sh clang-format
@@ -15,4 +16,6 @@ for flavour in strict asan; do
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --output-on-failure -j "$jobs")
 done
+# A short libFuzzer run per target (clang; replays every committed crash under the sanitizers).
+sh scripts/fuzz.sh 5
 echo "test.sh: all suites passed"

@@ -241,7 +241,16 @@ mj_buf_json_value(mj_buf *b, const mj_value *v)
 		mj_buf_json_string(b, v->u.s.ptr, v->u.s.len);
 		break;
 	case MJ_VOPAQUE:
-		mj_buf_printf(b, "\"<%s>\"", v->u.s.ptr);
+		/* The type name may come off the wire: escape it like any string. */
+		memset(&key, 0, sizeof(key));
+		mj_buf_append(&key, "<", 1);
+		mj_buf_append(&key, v->u.s.ptr, v->u.s.len);
+		mj_buf_append(&key, ">", 1);
+		if (key.failed)
+			b->failed = 1;
+		else
+			mj_buf_json_string(b, key.ptr, key.len);
+		mj_buf_free(&key);
 		break;
 	case MJ_VARRAY:
 		mj_buf_append(b, "[", 1);

@@ -127,6 +127,8 @@ convert_table(conv *c, int idx, uint32_t depth, mj_value *out)
 	}
 	if ((err = mj_value_map(out, n)) != MJ_OK)
 		return fail(c, err, "out of memory");
+	if (n == 0)
+		return MJ_OK; /* nothing to walk: pushing a key here would leave it on the stack */
 	i = 0;
 	lua_pushnil(L);
 	while (i < n && lua_next(L, idx)) {
@@ -140,7 +142,7 @@ convert_table(conv *c, int idx, uint32_t depth, mj_value *out)
 			goto fail_fill;
 		}
 	}
-	if (i == n && n > 0)
+	if (i == n)
 		lua_pop(L, 1); /* the last key, as the loop stopped before lua_next ran dry */
 	return MJ_OK;
 

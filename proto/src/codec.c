@@ -153,6 +153,8 @@ mj_proto_validate(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, si
 
 	if (desc == NULL || (buf == NULL && len > 0))
 		return MJ_EINVAL;
+	if (buf == NULL)
+		buf = (const uint8_t *)""; /* an empty message (NULL + 0 is undefined) */
 	if (caps == NULL) {
 		mj_proto_caps_default(&def);
 		caps = &def;

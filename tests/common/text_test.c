@@ -109,6 +109,11 @@ test_json_render(void **state)
 	                    "{\"k\":\"<function>\",\"7\":[null,null],\"true\":null}");
 	mj_buf_free(&b);
 	mj_value_free(&m);
+	/* An opaque type name off the wire is escaped like any string (found by fuzz_value). */
+	assert_int_equal(mj_value_opaque(&v, "a\"b"), MJ_OK);
+	assert_string_equal(render(&v, &b), "\"<a\\\"b>\"");
+	mj_buf_free(&b);
+	mj_value_free(&v);
 }
 
 static void

@@ -241,6 +241,17 @@ test_eval_returns_every_value(void **state)
 	assert_int_equal(r.values[9].type, MJ_VOPAQUE);
 	assert_string_equal(r.values[9].u.s.ptr, "function");
 	mj_result_free(&r);
+	/* Empty tables inside a map once left a key on the Lua stack, and the next lua_next
+	 * aborted the process (found by fuzz_load). */
+	tu_eval(e, "return {x = {}, y = {}, z = {a = {}, b = {}}}, {{}, {}}", &r);
+	assert_int_equal(r.kind, MJ_KIND_NONE);
+	assert_int_equal(r.nvalues, 2);
+	assert_int_equal(r.values[0].type, MJ_VMAP);
+	assert_int_equal(r.values[0].u.m.len, 3);
+	assert_int_equal(r.values[1].type, MJ_VARRAY);
+	assert_int_equal(r.values[1].u.a.len, 2);
+	mj_result_free(&r);
+	tu_expect_int(e, "return 1 + 1", 2);
 	mj_engine_free(e);
 }
 

@@ -1,0 +1,11 @@
+local t = {5, 3, 8, 1, 9, 2}
+table.sort(t)
+local ok1 = pcall(table.sort, {3, 1, 2, 5, 4, 7, 6, 9, 8}, function(a, b) return true end)
+local ok2 = pcall(table.unpack, {}, 1, 1e8)
+local ok3 = pcall(table.concat, setmetatable({}, {__len = function() return 1e9 end}))
+local m = table.move({1, 2, 3}, 1, 3, 2)
+table.insert(t, 1, 0)
+table.remove(t)
+local ok4 = pcall(table.insert, setmetatable({}, {__len = function() return math.maxinteger end}), 1)
+local p = table.pack(1, nil, 3)
+return t, ok1, ok2, ok3, m, ok4, p.n, table.concat({1, 2, 3}, ", "), select("#", table.unpack({}, 1, 200))

@@ -1,4 +1,5 @@
-/* Test builds only (MJ_TEST_HOOKS): a script function that attempts one forbidden syscall. */
+/* Test builds only (MJ_TEST_HOOKS): a script function that attempts one forbidden syscall, or
+ * ("hang") stays in C for a minute. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -9,6 +10,7 @@
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "worker.h"
@@ -45,6 +47,16 @@ attempt(const char *name)
 	if (strcmp(name, "mmap_exec") == 0)
 		return (long)(intptr_t)mmap(NULL, 4096, PROT_READ | PROT_EXEC,
 		                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (strcmp(name, "hang") == 0) {
+		/* Not a syscall: a C call that never returns to Lua (bounded at 60 s), for the
+		 * supervisor's hard deadline. No hook or watchdog of the engine can end it. */
+		struct timespec ts = {0, 10 * 1000 * 1000};
+		int i;
+
+		for (i = 0; i < 6000; i++)
+			nanosleep(&ts, NULL);
+		return 0;
+	}
 	errno = ENOSYS;
 	return -2;
 }

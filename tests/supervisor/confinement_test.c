@@ -1,0 +1,342 @@
+/* Integration tests of confinement through the real service: forbidden syscalls kill the worker
+ * (observed by moonjaild), the hard deadline kills a worker stuck in C, quarantine moves a tenant
+ * that keeps killing workers off the shared ones. Needs a build with MJ_TEST_HOOKS=ON, whose
+ * workers give scripts test_syscall(name). */
+#include <stdbool.h>
+#include <stdio.h>
+
+#if defined(MOONJAILD_BIN) && defined(MOONJAIL_WORKER_BIN) && defined(MOONJAIL_BIN)
+
+#include "supervisor/harness.h"
+
+/* How many lines of the log contain every one of the given strings (NULL-terminated). */
+static int
+log_count(const svc *s, const char *const *needles)
+{
+	char line[1024];
+	FILE *f = fopen(s->log, "r");
+	int n = 0, i;
+
+	if (f == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		for (i = 0; needles[i] != NULL && strstr(line, needles[i]) != NULL; i++)
+			;
+		if (needles[i] == NULL)
+			n++;
+	}
+	fclose(f);
+	return n;
+}
+
+/* Waits up to 5 s for a log line with every needle; returns whether it came. */
+static bool
+log_wait(const svc *s, const char *const *needles)
+{
+	uint64_t t0;
+
+	for (t0 = now_ms(); now_ms() - t0 < 5000; sleep_ms(10))
+		if (log_count(s, needles) > 0)
+			return true;
+	return false;
+}
+
+/* Waits up to 2 s for worker w to have a pid other than old; returns the new one. */
+static pid_t
+new_worker_pid(const svc *s, int w, pid_t old)
+{
+	uint64_t t0;
+	pid_t pid;
+
+	for (t0 = now_ms(); now_ms() - t0 < 2000; sleep_ms(10))
+		if ((pid = worker_pid(s, w)) != old && pid > 0)
+			return pid;
+	fail_msg("worker %d was not replaced within 2 s (log: %s)", w, s->log);
+	return 0;
+}
+
+static const char *
+error_kind_name(const mj_response *r)
+{
+	const ProtobufCEnumValue *v;
+
+	if (r->error == NULL)
+		return "(none)";
+	v = protobuf_c_enum_descriptor_get_value(&moonjail__v1__error_kind__descriptor,
+	                                         (int)r->error->kind);
+	return v != NULL ? v->name : "?";
+}
+
+/* Each forbidden syscall, attempted by a script on worker 0, kills that worker with SIGSYS: the
+ * caller gets engine-lost, moonjaild logs the signal, the spare takes its place, and a tenant on
+ * worker 1 keeps its state throughout. openat is refused with EPERM instead (glibc probes files;
+ * see docs/SECURITY.md) and the worker lives. */
+static void
+test_forbidden_syscalls_kill_the_worker(void **state)
+{
+	static const char *const extra[] = {"--workers", "2", "--quarantine-workers", "0", NULL};
+	static const char *const killed[] = {"execve", "socket", "connect",   "bind",
+	                                     "ptrace", "fork",   "clone",     "kill",
+	                                     "mount",  "unlink", "mmap_exec", NULL};
+	char victim[32], bystander[32], pidkey[32], src[96];
+	mj_response *r;
+	pid_t pid;
+	size_t i;
+	svc s;
+
+	(void)state;
+	svc_start(&s, extra);
+	tenant_on(0, 2, "victim", victim, sizeof(victim));
+	tenant_on(1, 2, "bystander", bystander, sizeof(bystander));
+	assert_int_equal(eval_int(&s, bystander, "kept = 41 return kept"), 41);
+
+	pid = worker_pid(&s, 0);
+	r = eval(&s, victim, "return test_syscall('openat')");
+	assert_int_equal(r->status, MOONJAIL__V1__STATUS__STATUS_OK);
+	assert_int_equal(r->n_values, 1);
+	assert_int_equal(r->values[0]->kind_case, MOONJAIL__V1__VALUE__KIND_STRING);
+	assert_memory_equal(r->values[0]->string.data, "errno EPERM", 11);
+	mj_proto_free(&r->base);
+	assert_int_equal(worker_pid(&s, 0), pid);
+
+	for (i = 0; killed[i] != NULL; i++) {
+		const char *died[] = {"event=worker-died", "worker=0", pidkey, "signal=31", NULL};
+
+		pid = worker_pid(&s, 0);
+		snprintf(pidkey, sizeof(pidkey), "pid=%d ", (int)pid);
+		snprintf(src, sizeof(src), "state = 1 return test_syscall('%s')", killed[i]);
+		r = eval(&s, victim, src);
+		if (r->status != MOONJAIL__V1__STATUS__STATUS_ERROR ||
+		    r->error->kind != MOONJAIL__V1__ERROR_KIND__ERROR_KIND_ENGINE_LOST)
+			fail_msg("%s: want engine-lost, got status %d kind %s", killed[i],
+			         (int)r->status, error_kind_name(r));
+		mj_proto_free(&r->base);
+		if (!log_wait(&s, died))
+			fail_msg("%s: no 'worker-died ... signal=31' for pid %d in %s", killed[i],
+			         (int)pid, s.log);
+		new_worker_pid(&s, 0, pid);
+		/* The victim is served again, by a worker that never saw its state. */
+		assert_int_equal(eval_int(&s, victim, "return state == nil and 7 or 8"), 7);
+		assert_int_equal(eval_int(&s, bystander, "return kept"), 41);
+	}
+	/* The spare took over at least once (it is restarted in the background after each). */
+	{
+		const char *promoted[] = {"event=worker-started", "spare=promoted", NULL};
+		assert_true(log_count(&s, promoted) >= 1);
+	}
+	assert_int_equal(svc_stop(&s), 0);
+}
+
+typedef struct call_arg {
+	const svc *s;
+	const char *tenant;
+	const char *src;
+	mj_response *r;
+	int rv;
+} call_arg;
+
+static void *
+call_thread(void *p)
+{
+	call_arg *a = p;
+
+	a->rv = call_op(a->s->url, a->tenant, NULL, MOONJAIL__V1__REQUEST__OP_EVAL, a->src, &a->r,
+	                20000);
+	return NULL;
+}
+
+/* A call stuck in C (no Lua hook can end it) is ended by the supervisor's hard deadline: the
+ * culprit gets timeout, a call of another tenant queued behind it on the same worker gets
+ * engine-lost, and a replacement serves both tenants. */
+static void
+test_hard_deadline_kills_a_worker_stuck_in_c(void **state)
+{
+	static const char *const extra[] = {"--workers",
+	                                    "1",
+	                                    "--executors",
+	                                    "1",
+	                                    "--timeout-ms",
+	                                    "300",
+	                                    "--deadline-margin-ms",
+	                                    "300",
+	                                    "--instruction-limit",
+	                                    "0",
+	                                    "--quarantine-workers",
+	                                    "0",
+	                                    NULL};
+	call_arg culprit = {.tenant = "culprit", .src = "return test_syscall('hang')"};
+	call_arg other = {.tenant = "other", .src = "return 1"};
+	pthread_t a, b;
+	uint64_t t0, took;
+	pid_t pid;
+	svc s;
+
+	(void)state;
+	svc_start(&s, extra);
+	culprit.s = other.s = &s;
+	pid = worker_pid(&s, 0);
+	t0 = now_ms();
+	assert_int_equal(pthread_create(&a, NULL, call_thread, &culprit), 0);
+	sleep_ms(50);
+	assert_int_equal(pthread_create(&b, NULL, call_thread, &other), 0);
+	pthread_join(a, NULL);
+	took = now_ms() - t0;
+	pthread_join(b, NULL);
+	assert_int_equal(culprit.rv, 0);
+	assert_int_equal(other.rv, 0);
+	assert_int_equal(culprit.r->status, MOONJAIL__V1__STATUS__STATUS_ERROR);
+	assert_int_equal(culprit.r->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_TIMEOUT);
+	/* Killed at 600 ms, not after the minute the hook sleeps. */
+	assert_true(took < 10000);
+	/* With one executor the other call waited behind the culprit, in flight when the worker
+	 * was killed. */
+	assert_int_equal(other.r->status, MOONJAIL__V1__STATUS__STATUS_ERROR);
+	if (other.r->error->kind != MOONJAIL__V1__ERROR_KIND__ERROR_KIND_ENGINE_LOST)
+		fail_msg("other tenant: want engine-lost, got %s", error_kind_name(other.r));
+	mj_proto_free(&culprit.r->base);
+	mj_proto_free(&other.r->base);
+	{
+		const char *kill_line[] = {"event=worker-kill", "worker=0", "reason=", NULL};
+		assert_true(log_wait(&s, kill_line));
+	}
+	new_worker_pid(&s, 0, pid);
+	assert_int_equal(eval_int(&s, "culprit", "return 3"), 3);
+	assert_int_equal(eval_int(&s, "other", "return 4"), 4);
+	assert_int_equal(svc_stop(&s), 0);
+}
+
+/* A tenant whose calls kill workers twice within the window is quarantined: later replies say
+ * so, its calls run on the quarantine pool, and when it kills that worker a bystander on its
+ * old worker keeps its state and its worker. */
+static void
+test_quarantine(void **state)
+{
+	static const char *const extra[] = {"--workers",
+	                                    "2",
+	                                    "--quarantine-workers",
+	                                    "1",
+	                                    "--quarantine-strikes",
+	                                    "2",
+	                                    "--quarantine-window-ms",
+	                                    "60000",
+	                                    "--quarantine-ms",
+	                                    "60000",
+	                                    NULL};
+	char culprit[32], bystander[32], line[64];
+	const char *quarantined[] = {"event=tenant-quarantined", line, NULL};
+	mj_response *r;
+	pid_t pid, pool;
+	int i;
+	svc s;
+
+	(void)state;
+	svc_start(&s, extra);
+	tenant_on(0, 2, "culprit", culprit, sizeof(culprit));
+	tenant_on(0, 2, "bystander", bystander, sizeof(bystander));
+	snprintf(line, sizeof(line), "tenant=%s ", culprit);
+	pool = worker_pid(&s, 2);
+	assert_true(pool > 0);
+	for (i = 0; i < 2; i++) {
+		pid = worker_pid(&s, 0);
+		r = eval(&s, culprit, "return test_syscall('socket')");
+		assert_int_equal(r->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_ENGINE_LOST);
+		mj_proto_free(&r->base);
+		new_worker_pid(&s, 0, pid);
+	}
+	assert_true(log_wait(&s, quarantined));
+	/* From now on every reply to the culprit says it is quarantined. */
+	r = eval(&s, culprit, "return 1");
+	assert_int_equal(r->status, MOONJAIL__V1__STATUS__STATUS_OK);
+	assert_true(r->quarantined);
+	mj_proto_free(&r->base);
+	/* Others are not. */
+	r = eval(&s, bystander, "kept = 12 return kept");
+	assert_int_equal(r->status, MOONJAIL__V1__STATUS__STATUS_OK);
+	assert_false(r->quarantined);
+	mj_proto_free(&r->base);
+	/* The culprit's next kill takes down the pool's worker, not the bystander's. */
+	pid = worker_pid(&s, 0);
+	r = eval(&s, culprit, "return test_syscall('socket')");
+	assert_int_equal(r->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_ENGINE_LOST);
+	assert_true(r->quarantined);
+	mj_proto_free(&r->base);
+	new_worker_pid(&s, 2, pool);
+	assert_int_equal(worker_pid(&s, 0), pid);
+	assert_int_equal(eval_int(&s, bystander, "return kept"), 12);
+	assert_int_equal(svc_stop(&s), 0);
+}
+
+/* Bad confinement flags are usage errors (exit 2), before anything starts. */
+static void
+test_bad_confinement_flags(void **state)
+{
+	static const char *const bad[][3] = {
+	    {"--quarantine-workers", "99", NULL}, {"--quarantine-workers", "-1", NULL},
+	    {"--quarantine-strikes", "0", NULL},  {"--quarantine-strikes", "17", NULL},
+	    {"--quarantine-ms", "x", NULL},       {"--quarantine-window-ms", "", NULL},
+	    {"--worker-user", NULL, NULL},
+	};
+	char dir[] = "/tmp/mj-flags-XXXXXX";
+	const char *argv[8];
+	int status, i, n;
+	pid_t pid;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	for (i = 0; i < (int)(sizeof(bad) / sizeof(bad[0])); i++) {
+		n = 0;
+		argv[n++] = MOONJAILD_BIN;
+		argv[n++] = "--runtime-dir";
+		argv[n++] = dir;
+		argv[n++] = bad[i][0];
+		if (bad[i][1] != NULL)
+			argv[n++] = bad[i][1];
+		argv[n] = NULL;
+		assert_int_equal(
+		    posix_spawn(&pid, MOONJAILD_BIN, NULL, NULL, (char **)argv, environ), 0);
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 2)
+			fail_msg("moonjaild %s %s: want exit 2, got status %d", bad[i][0],
+			         bad[i][1] ? bad[i][1] : "", status);
+	}
+	/* An account that does not exist: refused as root (elsewhere workers keep our uid). */
+	if (geteuid() == 0) {
+		argv[3] = "--worker-user";
+		argv[4] = "mj-no-such-user";
+		argv[5] = NULL;
+		assert_int_equal(
+		    posix_spawn(&pid, MOONJAILD_BIN, NULL, NULL, (char **)argv, environ), 0);
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+	}
+	rmdir(dir);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_forbidden_syscalls_kill_the_worker),
+	    cmocka_unit_test(test_hard_deadline_kills_a_worker_stuck_in_c),
+	    cmocka_unit_test(test_quarantine),
+	    cmocka_unit_test(test_bad_confinement_flags),
+	};
+	int rc;
+
+	signal(SIGPIPE, SIG_IGN);
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	svc_cleanup();
+	return rc;
+}
+
+#else
+
+int
+main(void)
+{
+	/* Built before the service programs exist: nothing to run yet. */
+	fprintf(stderr, "moonjaild or moonjail-worker is not built\n");
+	return 1;
+}
+
+#endif

@@ -41,7 +41,8 @@ static const char *const allowed[] = {
     "brk", "munmap", "mremap", "madvise",
     /* Time: os.time, os.clock, deadlines and the watchdog's tick. */
     "clock_gettime", "clock_getres", "clock_nanosleep", "nanosleep", "gettimeofday",
-    /* nng's ids and Lua's seeds. */
+    /* glibc draws its malloc key with it on the first allocation (after the filter, in a
+     * thread started before it); nng seeds its ids with it. */
     "getrandom",
     /* The watchdog's signal and sigwait in main. */
     "rt_sigreturn", "rt_sigprocmask", "rt_sigtimedwait", "sigaltstack",

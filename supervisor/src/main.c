@@ -414,8 +414,16 @@ main(int argc, char **argv)
 	}
 	for (i = 0; i < sv.cfg.nlisten; i++) {
 		const char *u = sv.cfg.listen[i];
-		if (strncmp(u, "tcp", 3) == 0 && strstr(u, "://") != NULL && !tcp_loopback(u) &&
-		    !sv.cfg.insecure_tcp) {
+		/* nng also has ws://, wss://, tls+tcp:// and others; none is set up here. */
+		if (strncmp(u, "ipc://", 6) != 0 && strncmp(u, "tcp://", 6) != 0 &&
+		    strncmp(u, "tcp4://", 7) != 0 && strncmp(u, "tcp6://", 7) != 0) {
+			fprintf(stderr,
+			        "moonjaild: refusing %s: listeners are ipc:// or tcp:// (tcp4://, "
+			        "tcp6://)\n",
+			        u);
+			return 2;
+		}
+		if (strncmp(u, "tcp", 3) == 0 && !tcp_loopback(u) && !sv.cfg.insecure_tcp) {
 			fprintf(stderr,
 			        "moonjaild: refusing plain %s: not a loopback address and the "
 			        "transport "

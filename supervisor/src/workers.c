@@ -206,8 +206,13 @@ spawn(sv_worker *w)
 	 * log file, and a pipe keeps its lines apart from ours. */
 	if (pipe2(logp, O_CLOEXEC) != 0)
 		return -1;
-	/* nng is not fork-safe: the child only sets itself up with raw syscalls and execs. */
+	/* nng is not fork-safe: the child only sets itself up with raw syscalls and execs. The
+	 * lock is held until the parent has recorded the child's pid, so that pipe_check never
+	 * sees the child connect before its pid is known (and refuses it). The child never
+	 * touches the lock. */
+	pthread_mutex_lock(&sv.lock);
 	if ((pid = start_process(&userns)) < 0) {
+		pthread_mutex_unlock(&sv.lock);
 		close(logp[0]);
 		close(logp[1]);
 		return -1;
@@ -232,13 +237,12 @@ spawn(sv_worker *w)
 		execv(sv.cfg.worker_bin, argv);
 		_exit(127);
 	}
-	close(logp[1]);
-	start_relay(logp[0]);
-	pthread_mutex_lock(&sv.lock);
 	w->pid = pid;
 	w->ws->peer = pid;
 	w->started_ns = now_ns();
 	pthread_mutex_unlock(&sv.lock);
+	close(logp[1]);
+	start_relay(logp[0]);
 	sv_log(w->index == SV_SPARE ? "spare-started" : "worker-started",
 	       "worker=%s pid=%d id=%s namespaces=%s", slot_name(w, name, sizeof(name)), (int)pid,
 	       id,

@@ -544,14 +544,24 @@ test_socket_permissions(void **state)
 static void
 test_refuses_open_tcp(void **state)
 {
-	const char *argv[] = {MOONJAILD_BIN, "--listen", "tcp://0.0.0.0:0", NULL};
+	/* Plain tcp off loopback, and transports that are not set up (no authentication). */
+	static const char *const refused[] = {"tcp://0.0.0.0:0",  "tcp4://10.0.0.1:0",
+	                                      "ws://127.0.0.1:0", "tls+tcp://127.0.0.1:0",
+	                                      "inproc://x",       "nosuch"};
+	const char *argv[] = {MOONJAILD_BIN, "--listen", NULL, NULL};
 	int status;
+	size_t i;
 	pid_t pid;
 
 	(void)state;
-	assert_int_equal(posix_spawn(&pid, MOONJAILD_BIN, NULL, NULL, (char **)argv, environ), 0);
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+	for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		argv[2] = refused[i];
+		assert_int_equal(
+		    posix_spawn(&pid, MOONJAILD_BIN, NULL, NULL, (char **)argv, environ), 0);
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 2)
+			fail_msg("--listen %s: want exit 2, got status %d", refused[i], status);
+	}
 }
 
 int

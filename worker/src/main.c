@@ -202,8 +202,7 @@ dial(nng_socket sock, const char *url)
 	int rv = 0, i;
 
 	for (i = 0; i < DIAL_ATTEMPTS; i++) {
-		/* Synchronous, so the first connection exists before confinement; after it the
-		 * dialer reconnects by itself. */
+		/* Synchronous, so the first connection exists before confinement. */
 		if ((rv = nng_dial(sock, url, NULL, 0)) == 0)
 			return 0;
 		if (rv != NNG_ECONNREFUSED && rv != NNG_ENOENT)
@@ -311,15 +310,17 @@ main(int argc, char **argv)
 		wk_log("event=error what=recvmaxsz error=\"%s\"", nng_strerror(rv));
 		goto fail_socket;
 	}
+	/* Before the dial: a connection the supervisor refuses or drops at any point must end
+	 * the process, never leave nng to redial after confinement (socket(2) would kill it). */
+	if ((rv = nng_pipe_notify(w.sock, NNG_PIPE_EV_REM_POST, pipe_gone, NULL)) != 0) {
+		wk_log("event=error what=pipe_notify error=\"%s\"", nng_strerror(rv));
+		goto fail_socket;
+	}
 	if ((rv = dial(w.sock, url)) != 0) {
 		wk_log("event=error what=connect url=%s error=\"%s\"", url, nng_strerror(rv));
 		goto fail_socket;
 	}
 	wk_log("event=connect url=%s", url);
-	if ((rv = nng_pipe_notify(w.sock, NNG_PIPE_EV_REM_POST, pipe_gone, NULL)) != 0) {
-		wk_log("event=error what=pipe_notify error=\"%s\"", nng_strerror(rv));
-		goto fail_socket;
-	}
 	if (wk_serve_init(&w) != MJ_OK)
 		goto fail_socket;
 	if (worker_confine(&copts) != 0)

@@ -38,7 +38,7 @@ typedef struct mj_confine_report {
  * capability), PR_SET_NO_NEW_PRIVS and not dumpable, and last the seccomp allowlist for every
  * thread (TSYNC) with kill-process as the default action. Call it once, after every thread
  * and file descriptor the process will ever need exists: no thread or descriptor can be
- * created afterwards. Returns MJ_OK and fills *report, or MJ_EIO with the failed step in why;
+ * created afterwards. Returns MJ_OK and fills *report, or MJ_ESYSTEM with the failed step in why;
  * after a failure the process is partly confined and must exit. */
 mj_err mj_confine(const mj_confine_opts *opts, mj_confine_report *report, char *why, size_t whylen);
 

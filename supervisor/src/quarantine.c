@@ -1,13 +1,17 @@
 /* Quarantine: a tenant whose calls keep killing workers moves to a worker pool of its own. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "supervisor.h"
 
 #define QBUCKETS 256
 #define QMAX_STRIKES 16
+#define QVERDICTS 32 /* recent worker deaths remembered, for calls answered after the reap */
+#define QSUSPECTS 256
 
 typedef struct qrec {
 	struct qrec *next;
@@ -20,6 +24,20 @@ typedef struct qrec {
 
 static qrec *table[QBUCKETS];
 static unsigned nrecs;
+
+/* Deaths already judged, newest overwriting oldest. */
+static struct {
+	uint64_t pid;
+	bool blame;
+} verdicts[QVERDICTS];
+static unsigned nverdicts;
+
+/* Calls lost on a worker whose death is not judged yet. */
+static struct {
+	char tenant[129];
+	uint64_t pid;
+} suspects[QSUSPECTS];
+static unsigned nsuspects;
 
 static uint64_t
 mono_ns(void)
@@ -118,6 +136,64 @@ sv_quarantine_strike(const char *tenant, uint64_t event)
 		r->n = 0;
 		sv_log("tenant-quarantined", "tenant=%s for_ms=%u pool_workers=%d", tenant,
 		       sv.cfg.quarantine_ms, sv.cfg.quarantine_workers);
+	}
+}
+
+void
+sv_quarantine_suspect(const char *tenant, uint64_t pid)
+{
+	unsigned i;
+
+	if (!enabled() || tenant == NULL || tenant[0] == '\0')
+		return;
+	for (i = 0; i < QVERDICTS && i < nverdicts; i++) {
+		if (verdicts[i].pid == pid) {
+			if (verdicts[i].blame)
+				sv_quarantine_strike(tenant, pid);
+			return;
+		}
+	}
+	/* More calls in flight than can wait for the verdict: strike, the safe side. */
+	if (nsuspects == QSUSPECTS) {
+		sv_quarantine_strike(tenant, pid);
+		return;
+	}
+	snprintf(suspects[nsuspects].tenant, sizeof(suspects[0].tenant), "%s", tenant);
+	suspects[nsuspects++].pid = pid;
+}
+
+void
+sv_quarantine_verdict(uint64_t pid, int status)
+{
+	bool blame;
+	unsigned i = 0;
+
+	if (WIFSIGNALED(status)) {
+		switch (WTERMSIG(status)) {
+		case SIGKILL: /* ours at the hard deadline (struck already), or from outside */
+		case SIGTERM:
+		case SIGINT:
+		case SIGHUP:
+			blame = false;
+			break;
+		default: /* SIGSYS, SIGSEGV, SIGBUS, SIGABRT, SIGILL, SIGFPE, ... */
+			blame = true;
+			break;
+		}
+	} else {
+		blame = WIFEXITED(status) && WEXITSTATUS(status) != 0;
+	}
+	verdicts[nverdicts % QVERDICTS].pid = pid;
+	verdicts[nverdicts % QVERDICTS].blame = blame;
+	nverdicts++;
+	while (i < nsuspects) {
+		if (suspects[i].pid != pid) {
+			i++;
+			continue;
+		}
+		if (blame)
+			sv_quarantine_strike(suspects[i].tenant, pid);
+		suspects[i] = suspects[--nsuspects];
 	}
 }
 

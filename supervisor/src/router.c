@@ -489,7 +489,7 @@ worker_cb(void *arg)
 	/* The worker died with this call in flight: the call may be what killed it. */
 	pthread_mutex_lock(&sv.lock);
 	if (c->worker_pid != 0 && sv.workers[c->worker].culprit_pid != c->worker_pid)
-		sv_quarantine_strike(c->tenant, (uint64_t)c->worker_pid);
+		sv_quarantine_suspect(c->tenant, (uint64_t)c->worker_pid);
 	pthread_mutex_unlock(&sv.lock);
 	reply_error(c, MJ_KIND_ENGINE_LOST,
 	            "the worker holding this engine died; the engine's state is lost");

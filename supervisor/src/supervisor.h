@@ -116,10 +116,17 @@ void sv_router_stop(void);
 void sv_router_worker_lost(int index);
 
 /* Quarantine (quarantine.c), under sv.lock: a tenant with a call in flight on a worker that
- * died gets a strike; enough strikes within the window send it to the quarantine pool for a
- * while. */
-/* event identifies one worker death (its pid): a tenant gets one strike per death. */
+ * died of something a script can cause gets a strike; enough strikes within the window send
+ * it to the quarantine pool for a while. */
+/* A strike now. event identifies one worker death (its pid): one strike per death. */
 void sv_quarantine_strike(const char *tenant, uint64_t event);
+/* The tenant had a call in flight on worker pid when it died: a strike if the death turns
+ * out to be one a script can cause (see sv_quarantine_verdict), whichever comes first. */
+void sv_quarantine_suspect(const char *tenant, uint64_t pid);
+/* How worker pid ended (its wait status): strikes the suspects of a death a script can
+ * cause (a fatal signal such as SIGSYS or SIGSEGV, or a non-zero exit) and forgives those of
+ * one it cannot (SIGKILL or SIGTERM from outside, the OOM killer). */
+void sv_quarantine_verdict(uint64_t pid, int status);
 bool sv_quarantined(const char *tenant);
 void sv_quarantine_fini(void);
 

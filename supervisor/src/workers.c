@@ -332,6 +332,7 @@ sv_worker_reap(pid_t pid, int status)
 	w->pid = 0;
 	w->ws->peer = 0;
 	w->restarts++;
+	sv_quarantine_verdict((uint64_t)pid, status);
 	if (w->index != SV_SPARE) {
 		sv_router_worker_lost(w->index);
 		if (!atomic_load(&sv.draining) && (promoted = promote_spare(w)))

@@ -276,6 +276,52 @@ test_quarantine(void **state)
 	assert_int_equal(svc_stop(&s), 0);
 }
 
+/* A worker killed from outside (an operator, the OOM killer) is no tenant's doing: the tenants
+ * with calls in flight get engine-lost but no strike, however often it happens. */
+static void
+test_external_kill_strikes_no_one(void **state)
+{
+	static const char *const extra[] = {"--workers",
+	                                    "1",
+	                                    "--quarantine-strikes",
+	                                    "1",
+	                                    "--timeout-ms",
+	                                    "20000",
+	                                    "--instruction-limit",
+	                                    "0",
+	                                    NULL};
+	const char *strike[] = {"event=tenant-strike", NULL};
+	call_arg busy = {.tenant = "innocent",
+	                 .src = "local t = os.clock() while os.clock() - t < 10 do end return 1"};
+	mj_response *r;
+	pthread_t th;
+	pid_t pid;
+	int i;
+	svc s;
+
+	(void)state;
+	svc_start(&s, extra);
+	busy.s = &s;
+	for (i = 0; i < 3; i++) {
+		pid = worker_pid(&s, 0);
+		assert_int_equal(pthread_create(&th, NULL, call_thread, &busy), 0);
+		sleep_ms(300); /* the call is running */
+		assert_int_equal(kill(pid, SIGKILL), 0);
+		pthread_join(th, NULL);
+		assert_int_equal(busy.rv, 0);
+		assert_int_equal(busy.r->error->kind,
+		                 MOONJAIL__V1__ERROR_KIND__ERROR_KIND_ENGINE_LOST);
+		mj_proto_free(&busy.r->base);
+		new_worker_pid(&s, 0, pid);
+	}
+	r = eval(&s, "innocent", "return 1");
+	assert_int_equal(r->status, MOONJAIL__V1__STATUS__STATUS_OK);
+	assert_false(r->quarantined);
+	mj_proto_free(&r->base);
+	assert_int_equal(log_count(&s, strike), 0);
+	assert_int_equal(svc_stop(&s), 0);
+}
+
 /* Bad confinement flags are usage errors (exit 2), before anything starts. */
 static void
 test_bad_confinement_flags(void **state)
@@ -329,6 +375,7 @@ main(void)
 	    cmocka_unit_test(test_forbidden_syscalls_kill_the_worker),
 	    cmocka_unit_test(test_hard_deadline_kills_a_worker_stuck_in_c),
 	    cmocka_unit_test(test_quarantine),
+	    cmocka_unit_test(test_external_kill_strikes_no_one),
 	    cmocka_unit_test(test_bad_confinement_flags),
 	};
 	int rc;

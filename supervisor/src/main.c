@@ -213,22 +213,47 @@ resolve_worker_user(void)
 	return 0;
 }
 
-/* What moonjaild keeps when it runs as root, once its sockets and directories exist:
- * namespaces for workers (CAP_SYS_ADMIN), their privilege drop and chroot (CAP_SETUID,
- * CAP_SETGID, CAP_SYS_CHROOT: a worker's capabilities are bounded by ours), and killing
- * workers that run under another uid (CAP_KILL). */
+/* Whether a tcp listener asks for a port below 1024. */
+static bool
+low_tcp_port(void)
+{
+	const char *u, *colon;
+	int i;
+
+	for (i = 0; i < sv.cfg.nlisten; i++) {
+		u = sv.cfg.listen[i];
+		if (strncmp(u, "tcp", 3) == 0 && (colon = strrchr(u, ':')) != NULL &&
+		    atoi(colon + 1) > 0 && atoi(colon + 1) < 1024)
+			return true;
+	}
+	return false;
+}
+
+/* What moonjaild keeps when it runs as root: namespaces for workers (CAP_SYS_ADMIN), their
+ * privilege drop and chroot (CAP_SETUID, CAP_SETGID, CAP_SYS_CHROOT: a worker's capabilities
+ * are bounded by ours), killing workers that run under another uid (CAP_KILL), and for its
+ * listeners, giving the socket to --group (CAP_CHOWN) and a port below 1024
+ * (CAP_NET_BIND_SERVICE) when asked for. Capabilities belong to each thread: this runs before
+ * nng starts any, so every thread of the process has only these. */
 static void
 drop_own_privileges(void)
 {
-	static const int keep[] = {CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID, CAP_SYS_CHROOT, CAP_KILL};
+	int keep[8] = {CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID, CAP_SYS_CHROOT, CAP_KILL};
+	size_t n = 5;
 	char why[200];
 
 	if (geteuid() != 0)
 		return;
-	if (mj_caps_keep(keep, sizeof(keep) / sizeof(keep[0]), why, sizeof(why)) != MJ_OK)
+	if (sv.cfg.group != NULL)
+		keep[n++] = CAP_CHOWN;
+	if (low_tcp_port())
+		keep[n++] = CAP_NET_BIND_SERVICE;
+	if (mj_caps_keep(keep, n, why, sizeof(why)) != MJ_OK)
 		sv_log("warning", "what=capabilities err=\"%s\"", why);
 	else
-		sv_log("capabilities", "kept=sys_admin,setuid,setgid,sys_chroot,kill");
+		sv_log("capabilities", "kept=sys_admin,setuid,setgid,sys_chroot,kill%s%s",
+		       sv.cfg.group != NULL ? ",chown" : "",
+		       low_tcp_port() ? ",net_bind_service" : "");
 }
 
 static int
@@ -439,12 +464,12 @@ main(int argc, char **argv)
 	       sv.cfg.nworkers, sv.cfg.executors, sv.cfg.defaults.memory,
 	       (unsigned long long)sv.cfg.defaults.instructions, sv.cfg.defaults.timeout_ms,
 	       sv.cfg.runtime_dir);
+	drop_own_privileges();
 	if (sv_workers_start() != 0 || sv_router_start() != 0) {
 		sv_workers_stop();
 		cleanup_dirs();
 		return 1;
 	}
-	drop_own_privileges();
 	for (;;) {
 		sig = sigtimedwait(&set, &si, &tick);
 		if (sig == SIGTERM || sig == SIGINT)

@@ -2,6 +2,8 @@
  * (observed by moonjaild), the hard deadline kills a worker stuck in C, quarantine moves a tenant
  * that keeps killing workers off the shared ones. Needs a build with MJ_TEST_HOOKS=ON, whose
  * workers give scripts test_syscall(name). */
+#include <dirent.h>
+#include <linux/capability.h>
 #include <stdbool.h>
 #include <stdio.h>
 
@@ -322,6 +324,52 @@ test_external_kill_strikes_no_one(void **state)
 	assert_int_equal(svc_stop(&s), 0);
 }
 
+/* Run as root, every thread of moonjaild (nng's included, which handle client bytes) has only
+ * the capabilities moonjaild keeps, in its permitted, effective and bounding sets. */
+static void
+test_supervisor_threads_keep_few_capabilities(void **state)
+{
+	static const char *const extra[] = {"--workers", "1", NULL};
+	const uint64_t want = 1ull << CAP_SYS_ADMIN | 1ull << CAP_SETUID | 1ull << CAP_SETGID |
+	                      1ull << CAP_SYS_CHROOT | 1ull << CAP_KILL;
+	char path[320], line[256];
+	struct dirent *d;
+	int threads = 0;
+	DIR *dir;
+	svc s;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip(); /* nothing to drop */
+	svc_start(&s, extra);
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)s.pid);
+	assert_non_null(dir = opendir(path));
+	while ((d = readdir(dir)) != NULL) {
+		FILE *f;
+		int sets = 0;
+
+		if (d->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/status", (int)s.pid, d->d_name);
+		if ((f = fopen(path, "r")) == NULL)
+			continue; /* the thread has just ended */
+		while (fgets(line, sizeof(line), f) != NULL) {
+			if (strncmp(line, "CapPrm:", 7) != 0 && strncmp(line, "CapEff:", 7) != 0 &&
+			    strncmp(line, "CapBnd:", 7) != 0)
+				continue;
+			sets++;
+			if (strtoull(line + 7, NULL, 16) != want)
+				fail_msg("thread %s of moonjaild: %s", d->d_name, line);
+		}
+		fclose(f);
+		assert_int_equal(sets, 3);
+		threads++;
+	}
+	closedir(dir);
+	assert_true(threads > 2); /* the main thread and nng's */
+	assert_int_equal(svc_stop(&s), 0);
+}
+
 /* Bad confinement flags are usage errors (exit 2), before anything starts. */
 static void
 test_bad_confinement_flags(void **state)
@@ -376,6 +424,7 @@ main(void)
 	    cmocka_unit_test(test_hard_deadline_kills_a_worker_stuck_in_c),
 	    cmocka_unit_test(test_quarantine),
 	    cmocka_unit_test(test_external_kill_strikes_no_one),
+	    cmocka_unit_test(test_supervisor_threads_keep_few_capabilities),
 	    cmocka_unit_test(test_bad_confinement_flags),
 	};
 	int rc;

@@ -161,7 +161,7 @@ mj_caps_keep(const int *caps, size_t ncaps, char *why, size_t whylen)
 	}
 	for (cap = 0; cap <= 63; cap++) {
 		if ((mask >> cap & 1) == 0 && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 &&
-		    errno != EINVAL)
+		    errno != EINVAL && errno != EPERM)
 			return fail(why, whylen, "bounding set", errno);
 	}
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)

@@ -14,6 +14,7 @@
 #include "mj/text.h"
 #include "worker.h"
 
+#include <linux/capability.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <sys/syscall.h>
 
@@ -89,6 +90,38 @@ parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
 		return false;
 	*out = (unsigned)v;
 	return true;
+}
+
+/* Capabilities belong to each thread, and a thread starts with its creator's: before any
+ * thread exists, keep only what confinement still uses (chroot, and the switch to --user),
+ * which it then drops in this thread. The switch to --user clears every thread's; without it
+ * (a worker in a user namespace) the other threads keep at most CAP_SYS_CHROOT, in that
+ * namespace, where the filter refuses chroot anyway. */
+static int
+narrow_capabilities(const mj_confine_opts *o)
+{
+	int keep[3], n = 0;
+	struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct data[2];
+	char why[200];
+
+	if (syscall(SYS_capget, &hdr, data) != 0) {
+		wk_log("event=error what=capget error=\"%s\"", strerror(errno));
+		return -1;
+	}
+	if (data[0].permitted == 0 && data[1].permitted == 0)
+		return 0; /* an unprivileged worker: nothing to narrow */
+	if (o->chroot_dir != NULL)
+		keep[n++] = CAP_SYS_CHROOT;
+	if (o->drop_to_user) {
+		keep[n++] = CAP_SETUID;
+		keep[n++] = CAP_SETGID;
+	}
+	if (mj_caps_keep(keep, (size_t)n, why, sizeof(why)) != MJ_OK) {
+		wk_log("event=error what=capabilities error=\"%s\"", why);
+		return -1;
+	}
+	return 0;
 }
 
 /* Set once the filter is in place. */
@@ -283,6 +316,8 @@ main(int argc, char **argv)
 	sigaddset(&sigs, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	if (narrow_capabilities(&copts) != 0)
+		return 1;
 
 	if (pthread_mutex_init(&w.mu, NULL) != 0)
 		return 1;

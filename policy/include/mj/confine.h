@@ -42,9 +42,10 @@ typedef struct mj_confine_report {
  * after a failure the process is partly confined and must exit. */
 mj_err mj_confine(const mj_confine_opts *opts, mj_confine_report *report, char *why, size_t whylen);
 
-/* Keeps only the listed capabilities (CAP_* numbers) in this process's bounding, permitted and
- * effective sets, and none inheritable or ambient; for a supervisor running as root. MJ_ESYSTEM
- * with the reason in why. */
+/* Keeps only the listed capabilities (CAP_* numbers) in this thread's bounding, permitted and
+ * effective sets, and none inheritable or ambient; threads created afterwards inherit them.
+ * The bounding set is narrowed only with CAP_SETPCAP (without it, the permitted set still
+ * is). MJ_ESYSTEM with the reason in why. */
 mj_err mj_caps_keep(const int *caps, size_t ncaps, char *why, size_t whylen);
 
 /* The syscalls the allowlist admits, by name, NULL-terminated; for documentation and tests. */

@@ -324,49 +324,60 @@ test_external_kill_strikes_no_one(void **state)
 	assert_int_equal(svc_stop(&s), 0);
 }
 
-/* Run as root, every thread of moonjaild (nng's included, which handle client bytes) has only
- * the capabilities moonjaild keeps, in its permitted, effective and bounding sets. */
-static void
-test_supervisor_threads_keep_few_capabilities(void **state)
+/* Checks that every thread of process pid has exactly want in the capability sets named by
+ * prefixes ("CapPrm:" ...); returns how many threads it checked. */
+static int
+check_thread_caps(pid_t pid, const char *const *prefixes, uint64_t want)
 {
-	static const char *const extra[] = {"--workers", "1", NULL};
-	const uint64_t want = 1ull << CAP_SYS_ADMIN | 1ull << CAP_SETUID | 1ull << CAP_SETGID |
-	                      1ull << CAP_SYS_CHROOT | 1ull << CAP_KILL;
 	char path[320], line[256];
 	struct dirent *d;
-	int threads = 0;
+	int threads = 0, i;
 	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	assert_non_null(dir = opendir(path));
+	while ((d = readdir(dir)) != NULL) {
+		FILE *f;
+
+		if (d->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/status", (int)pid, d->d_name);
+		if ((f = fopen(path, "r")) == NULL)
+			continue; /* the thread has just ended */
+		while (fgets(line, sizeof(line), f) != NULL) {
+			for (i = 0; prefixes[i] != NULL; i++)
+				if (strncmp(line, prefixes[i], 7) == 0 &&
+				    strtoull(line + 7, NULL, 16) != want)
+					fail_msg("pid %d thread %s: %s", (int)pid, d->d_name, line);
+		}
+		fclose(f);
+		threads++;
+	}
+	closedir(dir);
+	return threads;
+}
+
+/* Run as root, every thread of moonjaild (nng's included, which handle client bytes) has only
+ * the capabilities moonjaild keeps, in its permitted, effective and bounding sets; every
+ * thread of a confined worker has none. */
+static void
+test_threads_keep_few_capabilities(void **state)
+{
+	static const char *const extra[] = {"--workers", "1", NULL};
+	static const char *const all[] = {"CapPrm:", "CapEff:", "CapBnd:", NULL};
+	static const char *const held[] = {"CapPrm:", "CapEff:", NULL};
+	const uint64_t want = 1ull << CAP_SYS_ADMIN | 1ull << CAP_SETUID | 1ull << CAP_SETGID |
+	                      1ull << CAP_SYS_CHROOT | 1ull << CAP_KILL;
 	svc s;
 
 	(void)state;
 	if (geteuid() != 0)
 		skip(); /* nothing to drop */
 	svc_start(&s, extra);
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)s.pid);
-	assert_non_null(dir = opendir(path));
-	while ((d = readdir(dir)) != NULL) {
-		FILE *f;
-		int sets = 0;
-
-		if (d->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%d/task/%s/status", (int)s.pid, d->d_name);
-		if ((f = fopen(path, "r")) == NULL)
-			continue; /* the thread has just ended */
-		while (fgets(line, sizeof(line), f) != NULL) {
-			if (strncmp(line, "CapPrm:", 7) != 0 && strncmp(line, "CapEff:", 7) != 0 &&
-			    strncmp(line, "CapBnd:", 7) != 0)
-				continue;
-			sets++;
-			if (strtoull(line + 7, NULL, 16) != want)
-				fail_msg("thread %s of moonjaild: %s", d->d_name, line);
-		}
-		fclose(f);
-		assert_int_equal(sets, 3);
-		threads++;
-	}
-	closedir(dir);
-	assert_true(threads > 2); /* the main thread and nng's */
+	assert_true(check_thread_caps(s.pid, all, want) > 2); /* the main thread and nng's */
+	/* Confined before its first request. */
+	assert_int_equal(eval_int(&s, "t", "return 1"), 1);
+	assert_true(check_thread_caps(worker_pid(&s, 0), held, 0) > 2);
 	assert_int_equal(svc_stop(&s), 0);
 }
 
@@ -424,7 +435,7 @@ main(void)
 	    cmocka_unit_test(test_hard_deadline_kills_a_worker_stuck_in_c),
 	    cmocka_unit_test(test_quarantine),
 	    cmocka_unit_test(test_external_kill_strikes_no_one),
-	    cmocka_unit_test(test_supervisor_threads_keep_few_capabilities),
+	    cmocka_unit_test(test_threads_keep_few_capabilities),
 	    cmocka_unit_test(test_bad_confinement_flags),
 	};
 	int rc;

@@ -316,6 +316,9 @@ main(int argc, char **argv)
 	sigaddset(&sigs, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* Once confined the file size limit is 0: a log line written to a regular file (stderr
+	 * not a pipe, as when run by hand) then fails with EFBIG instead of killing the worker. */
+	signal(SIGXFSZ, SIG_IGN);
 	if (narrow_capabilities(&copts) != 0)
 		return 1;
 

@@ -144,6 +144,8 @@ convert_table(conv *c, int idx, uint32_t depth, mj_value *out)
 	}
 	if (i == n)
 		lua_pop(L, 1); /* the last key, as the loop stopped before lua_next ran dry */
+	else
+		out->u.m.len = i; /* fewer entries than counted (a weak table lost some) */
 	return MJ_OK;
 
 fail_fill:

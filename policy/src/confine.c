@@ -146,11 +146,12 @@ drop_capabilities(void)
 }
 
 mj_err
-mj_caps_keep(const int *caps, size_t ncaps, char *why, size_t whylen)
+mj_caps_keep(const int *caps, size_t ncaps, const int *bound, size_t nbound, char *why,
+             size_t whylen)
 {
 	struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
 	struct __user_cap_data_struct data[2];
-	uint64_t mask = 0;
+	uint64_t mask = 0, bmask;
 	size_t i;
 	int cap;
 
@@ -159,8 +160,14 @@ mj_caps_keep(const int *caps, size_t ncaps, char *why, size_t whylen)
 			return MJ_EINVAL;
 		mask |= (uint64_t)1 << caps[i];
 	}
+	bmask = mask;
+	for (i = 0; bound != NULL && i < nbound; i++) {
+		if (bound[i] < 0 || bound[i] > 63)
+			return MJ_EINVAL;
+		bmask |= (uint64_t)1 << bound[i];
+	}
 	for (cap = 0; cap <= 63; cap++) {
-		if ((mask >> cap & 1) == 0 && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 &&
+		if ((bmask >> cap & 1) == 0 && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 &&
 		    errno != EINVAL && errno != EPERM)
 			return fail(why, whylen, "bounding set", errno);
 	}

@@ -229,30 +229,36 @@ low_tcp_port(void)
 	return false;
 }
 
-/* What moonjaild keeps when it runs as root: namespaces for workers (CAP_SYS_ADMIN), their
- * privilege drop and chroot (CAP_SETUID, CAP_SETGID, CAP_SYS_CHROOT: a worker's capabilities
- * are bounded by ours), killing workers that run under another uid (CAP_KILL), and for its
+/* What moonjaild holds when it runs as root: namespaces for workers (CAP_SYS_ADMIN, unless
+ * --no-namespaces), killing workers that run under another uid (CAP_KILL), and for its
  * listeners, giving the socket to --group (CAP_CHOWN) and a port below 1024
- * (CAP_NET_BIND_SERVICE) when asked for. Capabilities belong to each thread: this runs before
- * nng starts any, so every thread of the process has only these. */
+ * (CAP_NET_BIND_SERVICE) when asked for. A worker exec'd as root starts with moonjaild's
+ * bounding set, so CAP_SETUID, CAP_SETGID and CAP_SYS_CHROOT (its chroot and switch to
+ * --worker-user) stay in the bounding set only. Capabilities belong to each thread: this runs
+ * before nng starts any, so every thread of the process has only these. */
 static void
 drop_own_privileges(void)
 {
-	int keep[8] = {CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID, CAP_SYS_CHROOT, CAP_KILL};
-	size_t n = 5;
+	static const int bound[] = {CAP_SETUID, CAP_SETGID, CAP_SYS_CHROOT};
+	int keep[8];
+	size_t n = 0;
 	char why[200];
 
 	if (geteuid() != 0)
 		return;
+	keep[n++] = CAP_KILL;
+	if (sv.cfg.namespaces)
+		keep[n++] = CAP_SYS_ADMIN;
 	if (sv.cfg.group != NULL)
 		keep[n++] = CAP_CHOWN;
 	if (low_tcp_port())
 		keep[n++] = CAP_NET_BIND_SERVICE;
-	if (mj_caps_keep(keep, n, why, sizeof(why)) != MJ_OK)
+	if (mj_caps_keep(keep, n, bound, sizeof(bound) / sizeof(bound[0]), why, sizeof(why)) !=
+	    MJ_OK)
 		sv_log("warning", "what=capabilities err=\"%s\"", why);
 	else
-		sv_log("capabilities", "kept=sys_admin,setuid,setgid,sys_chroot,kill%s%s",
-		       sv.cfg.group != NULL ? ",chown" : "",
+		sv_log("capabilities", "held=kill%s%s%s bounding_also=setuid,setgid,sys_chroot",
+		       sv.cfg.namespaces ? ",sys_admin" : "", sv.cfg.group != NULL ? ",chown" : "",
 		       low_tcp_port() ? ",net_bind_service" : "");
 }
 
@@ -465,6 +471,16 @@ main(int argc, char **argv)
 	       (unsigned long long)sv.cfg.defaults.instructions, sv.cfg.defaults.timeout_ms,
 	       sv.cfg.runtime_dir);
 	drop_own_privileges();
+	/* Again without the capabilities just dropped (root reads past file modes only with
+	 * CAP_DAC_OVERRIDE): otherwise every worker start would fail at exec. */
+	if (access(sv.cfg.worker_bin, X_OK) != 0) {
+		fprintf(stderr,
+		        "moonjaild: cannot run the worker program %s once capabilities are "
+		        "dropped: %s\n",
+		        sv.cfg.worker_bin, strerror(errno));
+		cleanup_dirs();
+		return 2;
+	}
 	if (sv_workers_start() != 0 || sv_router_start() != 0) {
 		sv_workers_stop();
 		cleanup_dirs();

@@ -139,6 +139,20 @@ sv_quarantine_strike(const char *tenant, uint64_t event)
 	}
 }
 
+/* Whether pid is a worker process moonjaild still counts as running (not yet reaped). */
+static bool
+pid_alive(uint64_t pid)
+{
+	int i;
+
+	if (sv.spare.pid > 0 && (uint64_t)sv.spare.pid == pid)
+		return true;
+	for (i = 0; i < sv.nslots; i++)
+		if (sv.workers[i].pid > 0 && (uint64_t)sv.workers[i].pid == pid)
+			return true;
+	return false;
+}
+
 void
 sv_quarantine_suspect(const char *tenant, uint64_t pid)
 {
@@ -153,6 +167,9 @@ sv_quarantine_suspect(const char *tenant, uint64_t pid)
 			return;
 		}
 	}
+	/* Judged so long ago that the verdict is gone: the process is no slot's any more. */
+	if (!pid_alive(pid))
+		return;
 	/* More calls in flight than can wait for the verdict: strike, the safe side. */
 	if (nsuspects == QSUSPECTS) {
 		sv_quarantine_strike(tenant, pid);
@@ -181,7 +198,9 @@ sv_quarantine_verdict(uint64_t pid, int status)
 			break;
 		}
 	} else {
-		blame = WIFEXITED(status) && WEXITSTATUS(status) != 0;
+		/* An exit, whatever its status, is the worker's own decision (a lost connection,
+		 * a failed start: 1, 2, 126, 127), never a script's. */
+		blame = false;
 	}
 	verdicts[nverdicts % QVERDICTS].pid = pid;
 	verdicts[nverdicts % QVERDICTS].blame = blame;

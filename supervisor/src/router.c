@@ -466,7 +466,7 @@ worker_cb(void *arg)
 		if (!reply_ok(nng_msg_body(m), nng_msg_len(m))) {
 			/* A worker that sends garbage is not trusted with more requests. */
 			nng_msg_free(m);
-			sv_worker_kill(c->worker, "malformed-reply");
+			sv_worker_kill(c->worker, c->worker_pid, "malformed-reply");
 			reply_error(c, MJ_KIND_ENGINE_LOST,
 			            "the worker sent a malformed reply and was "
 			            "replaced; the engine's state is lost");
@@ -476,7 +476,7 @@ worker_cb(void *arg)
 		return;
 	}
 	if (rv == NNG_ETIMEDOUT && !lost) {
-		sv_worker_kill_for(c->worker, "hard-deadline", c->tenant);
+		sv_worker_kill_for(c->worker, c->worker_pid, "hard-deadline", c->tenant);
 		reply_error(c, MJ_KIND_TIMEOUT,
 		            "the call overran the hard deadline; its worker was replaced and the "
 		            "engine's state is lost");
@@ -504,6 +504,16 @@ sv_router_worker_lost(int index)
 		c->lost = true;
 		nng_aio_cancel(c->waio);
 	}
+}
+
+void
+sv_router_worker_started(int index, pid_t pid)
+{
+	sv_call *c;
+
+	for (c = sv.workers[index].inflight; c != NULL; c = c->next)
+		if (c->worker_pid == 0)
+			c->worker_pid = pid;
 }
 
 int

@@ -103,10 +103,12 @@ void sv_log(const char *event, const char *fmt, ...) __attribute__((format(print
 int sv_workers_start(void);
 void sv_worker_reap(pid_t pid, int status);
 void sv_workers_respawn_due(void);
-void sv_worker_kill(int index, const char *why);
-/* Kills worker index for one call's hard deadline: tenant gets the strike, the other calls in
- * flight on it do not. */
-void sv_worker_kill_for(int index, const char *why, const char *tenant);
+/* Kills worker index if pid is still its process (a call's worker_pid: a replacement that has
+ * taken the slot meanwhile is left alone). */
+void sv_worker_kill(int index, pid_t pid, const char *why);
+/* The same for one call's hard deadline: tenant gets the strike, the other calls in flight on
+ * it do not. */
+void sv_worker_kill_for(int index, pid_t pid, const char *why, const char *tenant);
 void sv_workers_stop(void);
 
 /* Routing of client calls. */
@@ -114,6 +116,9 @@ int sv_router_start(void);
 void sv_router_stop(void);
 /* Answers every call in flight on worker index with engine-lost. Called with sv.lock held. */
 void sv_router_worker_lost(int index);
+/* Worker index has a new process, pid: the calls sent while the slot had none are now in
+ * flight on it (for quarantine's bookkeeping). Called with sv.lock held. */
+void sv_router_worker_started(int index, pid_t pid);
 
 /* Quarantine (quarantine.c), under sv.lock: a tenant with a call in flight on a worker that
  * died of something a script can cause gets a strike; enough strikes within the window send
@@ -124,8 +129,8 @@ void sv_quarantine_strike(const char *tenant, uint64_t event);
  * out to be one a script can cause (see sv_quarantine_verdict), whichever comes first. */
 void sv_quarantine_suspect(const char *tenant, uint64_t pid);
 /* How worker pid ended (its wait status): strikes the suspects of a death a script can
- * cause (a fatal signal such as SIGSYS or SIGSEGV, or a non-zero exit) and forgives those of
- * one it cannot (SIGKILL or SIGTERM from outside, the OOM killer). */
+ * cause (a fatal signal such as SIGSYS or SIGSEGV) and forgives those of one it cannot
+ * (SIGKILL or SIGTERM from outside, the OOM killer, an exit). */
 void sv_quarantine_verdict(uint64_t pid, int status);
 bool sv_quarantined(const char *tenant);
 void sv_quarantine_fini(void);

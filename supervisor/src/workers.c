@@ -161,6 +161,10 @@ start_process(bool *in_userns)
 		*in_userns = (flags & CLONE_NEWUSER) != 0;
 		return pid;
 	}
+	/* Out of memory or processes for now: this start fails and is retried, with the
+	 * namespaces. Any other refusal is the kernel's or the container's policy. */
+	if (errno == EAGAIN || errno == ENOMEM)
+		return -1;
 	sv_log("warning",
 	       "what=namespaces err=\"%s\" note=\"workers share the host's network, mount, PID "
 	       "and IPC namespaces; seccomp, rlimits and the privilege drop still apply\"",
@@ -179,7 +183,8 @@ spawn(sv_worker *w)
 	int logp[2];
 	int n = 0;
 
-	snprintf(id, sizeof(id), "%u", sv.spawn_seq++);
+	/* A log label only; the worker takes 0-1000000. */
+	snprintf(id, sizeof(id), "%u", sv.spawn_seq++ % 1000000u);
 	snprintf(execs, sizeof(execs), "%d", sv.cfg.executors);
 	snprintf(mem, sizeof(mem), "%zu", sv.cfg.worker_memory);
 	argv[n++] = "moonjail-worker";
@@ -240,6 +245,8 @@ spawn(sv_worker *w)
 	w->pid = pid;
 	w->ws->peer = pid;
 	w->started_ns = now_ns();
+	if (w->index != SV_SPARE)
+		sv_router_worker_started(w->index, pid);
 	pthread_mutex_unlock(&sv.lock);
 	close(logp[1]);
 	start_relay(logp[0]);
@@ -384,34 +391,37 @@ sv_workers_respawn_due(void)
 }
 
 static void
-kill_worker(int index, const char *why, const char *tenant)
+kill_worker(int index, pid_t pid, const char *why, const char *tenant)
 {
-	pid_t pid;
+	bool ours;
 
 	pthread_mutex_lock(&sv.lock);
-	pid = sv.workers[index].pid;
-	if (tenant != NULL && pid > 0) {
-		sv.workers[index].culprit_pid = pid;
-		sv_quarantine_strike(tenant, (uint64_t)pid);
-	}
-	pthread_mutex_unlock(&sv.lock);
-	if (pid > 0) {
-		sv_log("worker-kill", "worker=%d pid=%d reason=%s%s%s", index, (int)pid, why,
-		       tenant ? " tenant=" : "", tenant ? tenant : "");
+	/* Killed under the lock: the reap, which takes it too, cannot free the pid for reuse
+	 * between the check and the kill. */
+	ours = pid > 0 && sv.workers[index].pid == pid;
+	if (ours) {
+		if (tenant != NULL) {
+			sv.workers[index].culprit_pid = pid;
+			sv_quarantine_strike(tenant, (uint64_t)pid);
+		}
 		kill(pid, SIGKILL);
 	}
+	pthread_mutex_unlock(&sv.lock);
+	if (ours)
+		sv_log("worker-kill", "worker=%d pid=%d reason=%s%s%s", index, (int)pid, why,
+		       tenant ? " tenant=" : "", tenant ? tenant : "");
 }
 
 void
-sv_worker_kill(int index, const char *why)
+sv_worker_kill(int index, pid_t pid, const char *why)
 {
-	kill_worker(index, why, NULL);
+	kill_worker(index, pid, why, NULL);
 }
 
 void
-sv_worker_kill_for(int index, const char *why, const char *tenant)
+sv_worker_kill_for(int index, pid_t pid, const char *why, const char *tenant)
 {
-	kill_worker(index, why, tenant);
+	kill_worker(index, pid, why, tenant);
 }
 
 void

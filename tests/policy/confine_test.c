@@ -430,7 +430,9 @@ test_bad_arguments(void **state)
 	memset(&o, 0, sizeof(o));
 	assert_int_equal(mj_confine(NULL, &rep, NULL, 0), MJ_EINVAL);
 	assert_int_equal(mj_confine(&o, NULL, NULL, 0), MJ_EINVAL);
-	assert_int_equal(mj_caps_keep(&keep, 1, NULL, 0), MJ_EINVAL);
+	assert_int_equal(mj_caps_keep(&keep, 1, NULL, 0, NULL, 0), MJ_EINVAL);
+	keep = -1;
+	assert_int_equal(mj_caps_keep(NULL, 0, &keep, 1, NULL, 0), MJ_EINVAL);
 	/* The documented allowlist names no dangerous call. */
 	for (names = mj_confine_allowed_syscalls(); *names != NULL; names++) {
 		assert_string_not_equal(*names, "socket");

@@ -78,33 +78,70 @@ slot_name(const sv_worker *w, char *buf, size_t cap)
 	return buf;
 }
 
-/* Copies a worker's stderr to ours until the worker and everything it started are gone. Lines
- * stay whole: the worker writes each with one write of at most PIPE_BUF bytes. */
+/* Passes one line of a worker's log on. A worker may be compromised: its line cannot pose as
+ * moonjaild's (every line starts with the worker's prefix) or hide behind control
+ * characters. */
+static void
+relay_line(char *line, size_t len)
+{
+	static const char prefix[] = "moonjail-worker[";
+	char out[4200];
+	size_t i, n = 0;
+
+	if (len == 0)
+		return;
+	for (i = 0; i < len; i++)
+		if (((unsigned char)line[i] < 0x20 && line[i] != '\t') || line[i] == 0x7f)
+			line[i] = '?';
+	if (sv.cfg.log_json) {
+		sv_log("worker-log", "%.*s", (int)len, line);
+		return;
+	}
+	if (len < sizeof(prefix) - 1 || memcmp(line, prefix, sizeof(prefix) - 1) != 0) {
+		memcpy(out, "moonjail-worker[?]: ", 20);
+		n = 20;
+	}
+	if (len > sizeof(out) - n - 1)
+		len = sizeof(out) - n - 1;
+	memcpy(out + n, line, len);
+	n += len;
+	out[n++] = '\n';
+	if (write(STDERR_FILENO, out, n) < 0)
+		return;
+}
+
+/* Copies a worker's stderr to ours, a whole line at a time, until the worker and everything
+ * it started are gone. A line longer than the buffer is passed on in pieces. */
 static void *
 relay_log(void *arg)
 {
 	int fd = (int)(intptr_t)arg;
 	char buf[4096];
+	size_t have = 0, start, i;
 	ssize_t n;
 
-	while ((n = read(fd, buf, sizeof(buf))) != 0) {
+	while ((n = read(fd, buf + have, sizeof(buf) - have)) != 0) {
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
 		}
-		if (sv.cfg.log_json) {
-			char *line = buf, *end = buf + n, *nl;
-			for (; line < end; line = nl + 1) {
-				if ((nl = memchr(line, '\n', (size_t)(end - line))) == NULL)
-					nl = end;
-				if (nl > line)
-					sv_log("worker-log", "%.*s", (int)(nl - line), line);
+		have += (size_t)n;
+		for (start = 0, i = 0; i < have; i++) {
+			if (buf[i] == '\n') {
+				relay_line(buf + start, i - start);
+				start = i + 1;
 			}
-		} else if (write(STDERR_FILENO, buf, (size_t)n) < 0) {
-			break;
+		}
+		if (start == 0 && have == sizeof(buf)) {
+			relay_line(buf, have); /* no newline in a full buffer */
+			have = 0;
+		} else {
+			memmove(buf, buf + start, have - start);
+			have -= start;
 		}
 	}
+	relay_line(buf, have);
 	close(fd);
 	return NULL;
 }

@@ -383,6 +383,40 @@ test_threads_keep_few_capabilities(void **state)
 	assert_int_equal(svc_stop(&s), 0);
 }
 
+/* A worker's log lines cannot pose as moonjaild's: each relayed line keeps a worker prefix and
+ * loses its control characters. */
+static void
+test_worker_cannot_forge_supervisor_log(void **state)
+{
+	static const char *const extra[] = {"--workers", "1", NULL};
+	const char *forged[] = {"event=tenant-quarantined tenant=forged", NULL};
+	char line[1024];
+	mj_response *r;
+	FILE *f;
+	int seen = 0;
+	svc s;
+
+	(void)state;
+	NEED_TEST_HOOKS();
+	svc_start(&s, extra);
+	r = eval(&s, "t", "return test_syscall('forge_log')");
+	assert_int_equal(r->status, MOONJAIL__V1__STATUS__STATUS_OK);
+	mj_proto_free(&r->base);
+	assert_true(log_wait(&s, forged));
+	assert_int_equal(svc_stop(&s), 0);
+	assert_non_null(f = fopen(s.log, "r"));
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strstr(line, "tenant=forged") == NULL && strstr(line, "event=stop\r") == NULL &&
+		    strstr(line, "event=stop?") == NULL)
+			continue;
+		seen++;
+		if (strncmp(line, "moonjail-worker[", 16) != 0 || strchr(line, '\r') != NULL)
+			fail_msg("a worker's line passed as moonjaild's: %s", line);
+	}
+	fclose(f);
+	assert_int_equal(seen, 2);
+}
+
 /* Bad confinement flags are usage errors (exit 2), before anything starts. */
 static void
 test_bad_confinement_flags(void **state)
@@ -438,6 +472,7 @@ main(void)
 	    cmocka_unit_test(test_quarantine),
 	    cmocka_unit_test(test_external_kill_strikes_no_one),
 	    cmocka_unit_test(test_threads_keep_few_capabilities),
+	    cmocka_unit_test(test_worker_cannot_forge_supervisor_log),
 	    cmocka_unit_test(test_bad_confinement_flags),
 	};
 	int rc;

@@ -47,6 +47,13 @@ attempt(const char *name)
 	if (strcmp(name, "mmap_exec") == 0)
 		return (long)(intptr_t)mmap(NULL, 4096, PROT_READ | PROT_EXEC,
 		                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (strcmp(name, "forge_log") == 0) {
+		/* A compromised worker posing as moonjaild in the shared log. */
+		static const char forged[] =
+		    "2026-01-01T00:00:00.000Z moonjaild: event=tenant-quarantined "
+		    "tenant=forged\nmoonjaild: event=stop\r\n";
+		return write(STDERR_FILENO, forged, sizeof(forged) - 1);
+	}
 	if (strcmp(name, "hang") == 0) {
 		/* Not a syscall: a C call that never returns to Lua (bounded at 60 s), for the
 		 * supervisor's hard deadline. No hook or watchdog of the engine can end it. */

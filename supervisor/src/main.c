@@ -89,9 +89,14 @@ static bool
 tcp_loopback(const char *url)
 {
 	const char *host = strstr(url, "://") + 3;
+	size_t n;
 
-	return strncmp(host, "127.", 4) == 0 || strncmp(host, "localhost:", 10) == 0 ||
-	       strncmp(host, "[::1]:", 6) == 0;
+	/* 127.x.y.z as a literal address only: a name such as 127.example may resolve anywhere. */
+	if (strncmp(host, "127.", 4) == 0) {
+		n = strspn(host, "0123456789.");
+		return host[n] == ':' || host[n] == '\0';
+	}
+	return strncmp(host, "localhost:", 10) == 0 || strncmp(host, "[::1]:", 6) == 0;
 }
 
 static int

@@ -545,9 +545,10 @@ static void
 test_refuses_open_tcp(void **state)
 {
 	/* Plain tcp off loopback, and transports that are not set up (no authentication). */
-	static const char *const refused[] = {"tcp://0.0.0.0:0",  "tcp4://10.0.0.1:0",
-	                                      "ws://127.0.0.1:0", "tls+tcp://127.0.0.1:0",
-	                                      "inproc://x",       "nosuch"};
+	static const char *const refused[] = {
+	    "tcp://0.0.0.0:0",         "tcp4://10.0.0.1:0", "ws://127.0.0.1:0",
+	    "tls+tcp://127.0.0.1:0",   "inproc://x",        "nosuch",
+	    "tcp://127.0.0.1.nip.io:0"};
 	const char *argv[] = {MOONJAILD_BIN, "--listen", NULL, NULL};
 	int status;
 	size_t i;

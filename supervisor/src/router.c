@@ -33,6 +33,7 @@ struct sv_call {
 	nng_duration per_call;
 	char tenant[129]; /* for strikes when its worker dies */
 	pid_t worker_pid; /* the process the call went to, 0 if none was running */
+	uint64_t seq;     /* under sv.lock: dispatch order, oldest lowest */
 	bool quarantined; /* routed to the quarantine pool; the reply says so */
 };
 
@@ -305,6 +306,8 @@ fail:
 	reply_error(c, MJ_KIND_INTERNAL, "the supervisor is out of memory");
 }
 
+static uint64_t dispatch_seq; /* under sv.lock */
+
 /* Sends c's WorkerRequest m to its worker. */
 static void
 dispatch(sv_call *c, nng_msg *m)
@@ -326,6 +329,7 @@ dispatch(sv_call *c, nng_msg *m)
 	c->wopen = true;
 	c->lost = false;
 	c->worker_pid = w->pid;
+	c->seq = ++dispatch_seq;
 	c->prev = NULL;
 	c->next = w->inflight;
 	if (w->inflight != NULL)
@@ -439,6 +443,22 @@ reply_ok(const uint8_t *buf, size_t len)
 	       MJ_OK;
 }
 
+/* The tenant of the oldest call, c included, still in flight on the process c went to. A
+ * process past a hard deadline is most likely stuck on its oldest call: the call that timed
+ * out first may only have waited behind it, with a shorter timeout. */
+static void
+oldest_tenant(const sv_call *c, char *out, size_t cap)
+{
+	const sv_call *o = c, *x;
+
+	pthread_mutex_lock(&sv.lock);
+	for (x = sv.workers[c->worker].inflight; x != NULL; x = x->next)
+		if (x->worker_pid == c->worker_pid && x->seq < o->seq)
+			o = x;
+	snprintf(out, cap, "%s", o->tenant);
+	pthread_mutex_unlock(&sv.lock);
+}
+
 static void
 worker_cb(void *arg)
 {
@@ -476,7 +496,10 @@ worker_cb(void *arg)
 		return;
 	}
 	if (rv == NNG_ETIMEDOUT && !lost) {
-		sv_worker_kill_for(c->worker, c->worker_pid, "hard-deadline", c->tenant);
+		char culprit[sizeof(c->tenant)];
+
+		oldest_tenant(c, culprit, sizeof(culprit));
+		sv_worker_kill_for(c->worker, c->worker_pid, "hard-deadline", culprit);
 		reply_error(c, MJ_KIND_TIMEOUT,
 		            "the call overran the hard deadline; its worker was replaced and the "
 		            "engine's state is lost");

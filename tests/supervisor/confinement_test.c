@@ -278,6 +278,89 @@ test_quarantine(void **state)
 	assert_int_equal(svc_stop(&s), 0);
 }
 
+/* Creates tenant's default engine with a timeout of timeout_ms (within its ceiling). */
+static void
+create_with_timeout(const svc *s, const char *tenant, uint64_t timeout_ms)
+{
+	Moonjail__V1__Request req = MOONJAIL__V1__REQUEST__INIT;
+	Moonjail__V1__Create cr = MOONJAIL__V1__CREATE__INIT;
+	Moonjail__V1__Limits lim = MOONJAIL__V1__LIMITS__INIT;
+	Moonjail__V1__Limit t = MOONJAIL__V1__LIMIT__INIT;
+	mj_response *r = NULL;
+	uint8_t *buf;
+	size_t len;
+
+	t.value = timeout_ms;
+	lim.timeout_ms = &t;
+	cr.limits = &lim;
+	req.version = MJ_PROTO_VERSION;
+	req.id = 1;
+	req.tenant = (char *)tenant;
+	req.engine = (char *)"";
+	req.op_case = MOONJAIL__V1__REQUEST__OP_CREATE;
+	req.create = &cr;
+	assert_int_equal(mj_proto_pack(&req.base, &buf, &len), MJ_OK);
+	assert_int_equal(call_raw(s->url, buf, len, &r, 10000), 0);
+	mj_free(buf);
+	assert_int_equal(r->status, MOONJAIL__V1__STATUS__STATUS_OK);
+	assert_true(r->engine_created);
+	mj_proto_free(&r->base);
+}
+
+/* The hard-deadline strike goes to the tenant stuck on the worker, not to one that merely
+ * waited behind it with a shorter timeout and so reached its deadline first. */
+static void
+test_deadline_strike_goes_to_the_stuck_tenant(void **state)
+{
+	char conf[96];
+	const char *extra[] = {"--workers",
+	                       "1",
+	                       "--executors",
+	                       "1",
+	                       "--deadline-margin-ms",
+	                       "300",
+	                       "--quarantine-strikes",
+	                       "1",
+	                       "--config",
+	                       conf,
+	                       NULL};
+	const char *stuck_q[] = {"event=tenant-quarantined tenant=stuck ", NULL};
+	const char *short_q[] = {"event=tenant-quarantined tenant=short ", NULL};
+	call_arg stuck = {.tenant = "stuck", .src = "return test_syscall('hang')"};
+	call_arg shorter = {.tenant = "short", .src = "return 1"};
+	pthread_t a, b;
+	svc s;
+
+	(void)state;
+	NEED_TEST_HOOKS();
+	snprintf(conf, sizeof(conf), "/tmp/mj-deadline-%d.ini", (int)getpid());
+	{
+		FILE *f = fopen(conf, "w");
+		assert_non_null(f);
+		fputs("[defaults]\ntimeout_ms = 200\n[tenant:stuck]\ntimeout_ms = 3000\n", f);
+		fclose(f);
+	}
+	svc_start(&s, extra);
+	stuck.s = shorter.s = &s;
+	create_with_timeout(&s, "stuck", 3000);
+	assert_int_equal(pthread_create(&a, NULL, call_thread, &stuck), 0);
+	sleep_ms(100);
+	assert_int_equal(pthread_create(&b, NULL, call_thread, &shorter), 0);
+	pthread_join(b, NULL);
+	pthread_join(a, NULL);
+	assert_int_equal(stuck.rv, 0);
+	assert_int_equal(shorter.rv, 0);
+	/* The short call's deadline (200 + 300 ms) came first and ended the worker. */
+	assert_int_equal(shorter.r->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_TIMEOUT);
+	assert_int_equal(stuck.r->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_ENGINE_LOST);
+	mj_proto_free(&stuck.r->base);
+	mj_proto_free(&shorter.r->base);
+	assert_true(log_wait(&s, stuck_q));
+	assert_int_equal(log_count(&s, short_q), 0);
+	assert_int_equal(svc_stop(&s), 0);
+	unlink(conf);
+}
+
 /* A worker killed from outside (an operator, the OOM killer) is no tenant's doing: the tenants
  * with calls in flight get engine-lost but no strike, however often it happens. */
 static void
@@ -471,6 +554,7 @@ main(void)
 	    cmocka_unit_test(test_hard_deadline_kills_a_worker_stuck_in_c),
 	    cmocka_unit_test(test_quarantine),
 	    cmocka_unit_test(test_external_kill_strikes_no_one),
+	    cmocka_unit_test(test_deadline_strike_goes_to_the_stuck_tenant),
 	    cmocka_unit_test(test_threads_keep_few_capabilities),
 	    cmocka_unit_test(test_worker_cannot_forge_supervisor_log),
 	    cmocka_unit_test(test_bad_confinement_flags),

@@ -215,6 +215,26 @@ svc_stop(svc *s)
 		if (started[i] == s->pid)
 			started[i] = 0;
 	s->pid = 0;
+	if (status != 0) {
+		/* An unclean stop (a sanitizer report, a crash): show the end of the log, which
+		 * lives in a directory CI does not keep. */
+		char line[1024];
+		long keep = 0;
+		FILE *f = fopen(s->log, "r");
+
+		fprintf(stderr, "moonjaild stopped with status %d; the end of %s:\n", status,
+		        s->log);
+		if (f != NULL) {
+			if (fseek(f, 0, SEEK_END) == 0 && (keep = ftell(f)) > 16384)
+				fseek(f, keep - 16384, SEEK_SET);
+			else
+				fseek(f, 0, SEEK_SET);
+			while (fgets(line, sizeof(line), f) != NULL)
+				if (strstr(line, "was not suspended") == NULL)
+					fputs(line, stderr);
+			fclose(f);
+		}
+	}
 	return status;
 }
 

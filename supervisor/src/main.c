@@ -3,8 +3,10 @@
 #include <grp.h>
 #include <limits.h>
 #include <linux/capability.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,6 +218,28 @@ resolve_worker_user(void)
 	sv.worker_uid = pw->pw_uid;
 	sv.worker_gid = pw->pw_gid;
 	return 0;
+}
+
+/* Seconds the teardown after a drain may take. Every call has been answered by then; nng's
+ * teardown has been seen to hang now and then after workers were killed under load (not yet
+ * understood), and a service asked to stop must stop. */
+#define TEARDOWN_S 5
+
+static atomic_bool router_stopped;
+
+static void *
+teardown_watchdog(void *arg)
+{
+	struct timespec ts = {TEARDOWN_S, 0};
+
+	(void)arg;
+	nanosleep(&ts, NULL);
+	if (atomic_load(&router_stopped))
+		return NULL;
+	sv_log("stop", "clean=0 reason=\"nng teardown took over %d s; workers die with us\"",
+	       TEARDOWN_S);
+	_exit(0);
+	return NULL;
 }
 
 /* Whether a tcp listener asks for a port below 1024. */
@@ -510,7 +534,18 @@ main(int argc, char **argv)
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
 			sv_worker_reap(pid, status);
 	}
+	{
+		pthread_t t;
+		pthread_attr_t attr;
+
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		if (pthread_create(&t, &attr, teardown_watchdog, NULL) != 0)
+			sv_log("warning", "what=\"teardown watchdog\" err=\"cannot start\"");
+		pthread_attr_destroy(&attr);
+	}
 	sv_router_stop();
+	atomic_store(&router_stopped, true);
 	sv_workers_stop();
 	cleanup_dirs();
 	for (i = 0; i < sv.cfg.nlisten; i++)

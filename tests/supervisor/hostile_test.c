@@ -554,7 +554,19 @@ run_case(const svc *s, const htable *t, const adv_case *c)
 	Moonjail__V1__ErrorKind got;
 	mj_response *r;
 
-	if ((r = case_call(s, t->tenant, c, l)) != NULL) {
+	r = case_call(s, t->tenant, c, l);
+	/* A machine short of CPU (ASan, other tests in parallel) can push a heavy case past its
+	 * wall-clock limit: a timeout the case does not expect gets one retry on a fresh
+	 * engine, and the retry's outcome is checked like any other. */
+	if (r != NULL && resp_kind(c->name, r) == MOONJAIL__V1__ERROR_KIND__ERROR_KIND_TIMEOUT &&
+	    c->kind != MJ_KIND_TIMEOUT && c->alt != MJ_KIND_TIMEOUT) {
+		fprintf(stderr, "[ HOSTILE ] %s: unexpected timeout (%s); retrying once\n", c->name,
+		        resp_msg(r));
+		mj_proto_free(&r->base);
+		hdestroy(s, c->name, t->tenant, c->name);
+		r = case_call(s, t->tenant, c, l);
+	}
+	if (r != NULL) {
 		got = resp_kind(c->name, r);
 		if (adv_env("ADV_VERBOSE"))
 			fprintf(stderr, "[ HOSTILE ] %s/%s: %s in %llu ms: %s\n", t->name, c->name,

@@ -188,7 +188,12 @@ test_hard_deadline_kills_a_worker_stuck_in_c(void **state)
 	pid = worker_pid(&s, 0);
 	t0 = now_ms();
 	assert_int_equal(pthread_create(&a, NULL, call_thread, &culprit), 0);
-	sleep_ms(50);
+	/* The other call goes out only once the culprit's is running (its engine exists). */
+	{
+		const char *running[] = {"event=engine_created tenant=culprit ", NULL};
+		assert_true(log_wait(&s, running));
+		sleep_ms(50);
+	}
 	assert_int_equal(pthread_create(&b, NULL, call_thread, &other), 0);
 	pthread_join(a, NULL);
 	took = now_ms() - t0;
@@ -326,7 +331,10 @@ test_deadline_strike_goes_to_the_stuck_tenant(void **state)
 	                       NULL};
 	const char *stuck_q[] = {"event=tenant-quarantined tenant=stuck ", NULL};
 	const char *short_q[] = {"event=tenant-quarantined tenant=short ", NULL};
-	call_arg stuck = {.tenant = "stuck", .src = "return test_syscall('hang')"};
+	/* forge_log writes a line to the log: the sign that the stuck call is running. */
+	call_arg stuck = {.tenant = "stuck",
+	                  .src = "test_syscall('forge_log') return test_syscall('hang')"};
+	const char *running[] = {"tenant=forged", NULL};
 	call_arg shorter = {.tenant = "short", .src = "return 1"};
 	pthread_t a, b;
 	svc s;
@@ -344,7 +352,7 @@ test_deadline_strike_goes_to_the_stuck_tenant(void **state)
 	stuck.s = shorter.s = &s;
 	create_with_timeout(&s, "stuck", 3000);
 	assert_int_equal(pthread_create(&a, NULL, call_thread, &stuck), 0);
-	sleep_ms(100);
+	assert_true(log_wait(&s, running));
 	assert_int_equal(pthread_create(&b, NULL, call_thread, &shorter), 0);
 	pthread_join(b, NULL);
 	pthread_join(a, NULL);

@@ -567,12 +567,8 @@ main(void)
 	    cmocka_unit_test(test_worker_cannot_forge_supervisor_log),
 	    cmocka_unit_test(test_bad_confinement_flags),
 	};
-	int rc;
 
-	signal(SIGPIPE, SIG_IGN);
-	rc = cmocka_run_group_tests(tests, NULL, NULL);
-	svc_cleanup();
-	return rc;
+	return SVC_RUN_TESTS(tests);
 }
 
 #else

@@ -224,12 +224,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_faults_under_load),
 	};
-	int rc;
 
-	signal(SIGPIPE, SIG_IGN);
-	rc = cmocka_run_group_tests(tests, NULL, NULL);
-	svc_cleanup();
-	return rc;
+	return SVC_RUN_TESTS(tests);
 }
 
 #else

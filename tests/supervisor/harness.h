@@ -303,6 +303,11 @@ eval_engine(const svc *s, const char *tenant, const char *engine, const char *sr
 	return r;
 }
 
+/* main() of an integration test: runs the group (a CMUnitTest array), then kills whatever
+ * service a failed test left running. */
+#define SVC_RUN_TESTS(tests)                                                                       \
+	(signal(SIGPIPE, SIG_IGN), svc_finish(cmocka_run_group_tests(tests, NULL, NULL)))
+
 /* Kills every service a test started and did not stop; for main, after the tests ran. */
 static inline void
 svc_cleanup(void)
@@ -313,6 +318,13 @@ svc_cleanup(void)
 		if (started[i] > 0 && kill(started[i], SIGKILL) == 0)
 			waitpid(started[i], NULL, 0);
 	}
+}
+
+static inline int
+svc_finish(int rc)
+{
+	svc_cleanup();
+	return rc;
 }
 
 #endif

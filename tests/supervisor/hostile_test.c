@@ -1362,12 +1362,8 @@ main(void)
 	    cmocka_unit_test(test_cross_tenant_eviction),
 	    cmocka_unit_test(test_lua544_bugs),
 	};
-	int rc;
 
-	signal(SIGPIPE, SIG_IGN);
-	rc = cmocka_run_group_tests(tests, NULL, NULL);
-	svc_cleanup();
-	return rc;
+	return SVC_RUN_TESTS(tests);
 }
 
 #else

@@ -582,12 +582,7 @@ main(void)
 	    cmocka_unit_test(test_refuses_open_tcp),
 	};
 
-	int rc;
-
-	signal(SIGPIPE, SIG_IGN);
-	rc = cmocka_run_group_tests(tests, NULL, NULL);
-	svc_cleanup();
-	return rc;
+	return SVC_RUN_TESTS(tests);
 }
 
 #else

@@ -186,13 +186,6 @@ reload(void)
 static void
 cleanup_dirs(void)
 {
-	char path[420];
-	int i;
-
-	for (i = 0; i < sv.nsocks; i++) {
-		snprintf(path, sizeof(path), "%s/worker-%d.sock", sv.worker_dir, i);
-		unlink(path);
-	}
 	rmdir(sv.chroot_dir);
 	rmdir(sv.worker_dir);
 }
@@ -544,6 +537,8 @@ main(int argc, char **argv)
 			sv_log("warning", "what=\"teardown watchdog\" err=\"cannot start\"");
 		pthread_attr_destroy(&attr);
 	}
+	/* Nothing answers a call after this: the calls' aios go next. */
+	sv_links_stop();
 	sv_router_stop();
 	atomic_store(&router_stopped, true);
 	sv_workers_stop();

@@ -11,44 +11,29 @@
 #include "mj/proto.h"
 #include "supervisor.h"
 
-#define MAX_MESSAGE ((16u << 20) + (64u << 10))
-
-enum { C_RECV, C_FWD_SEND, C_FWD_RECV, C_REPLY };
+enum { C_RECV, C_WORKER, C_REPLY };
 
 struct sv_call {
 	int state;
 	nng_ctx cctx;
 	nng_aio *caio;
-	nng_ctx wctx;
-	bool wopen;
-	nng_aio *waio;
 	int worker;
 	uint64_t id;
-	bool lost; /* under sv.lock: the worker died with this call in flight */
-	sv_call *prev, *next;
+	uint32_t index; /* in sv.calls; with gen, the tag of its frame */
+	uint32_t gen;   /* bumped at each dispatch, so a late answer cannot match a later call */
+	sv_call *prev, *next; /* on the worker's in-flight list, under sv.lock */
 	bool linked;
-	struct lane *lane; /* the engine's lane while the call holds or waits for it */
-	sv_call *qnext;    /* next call waiting in the lane */
-	nng_msg *pending;  /* the WorkerRequest of a waiting call */
-	nng_duration per_call;
-	char tenant[129]; /* for strikes when its worker dies */
-	pid_t worker_pid; /* the process the call went to, 0 if none was running */
-	uint64_t seq;     /* under sv.lock: dispatch order, oldest lowest */
-	bool quarantined; /* routed to the quarantine pool; the reply says so */
+	sv_call *done;  /* on one of the link thread's lists once taken */
+	uint8_t *frame; /* the WorkerRequest frame, kept while no process has the slot */
+	size_t framelen;
+	nng_msg *reply;       /* the worker's Response, once taken */
+	uint64_t deadline_ns; /* the hard deadline; 0 for none */
+	char tenant[129];     /* for strikes when its worker dies */
+	char culprit[129];    /* the tenant struck when this call's deadline kills the worker */
+	pid_t worker_pid;     /* the process the call went to, 0 if none was running */
+	uint64_t seq;         /* under sv.lock: dispatch order, oldest lowest */
+	bool quarantined;     /* routed to the quarantine pool; the reply says so */
 };
-
-/* Calls to one engine go to its worker one at a time, in the order the supervisor received
- * them: the worker decodes on several threads, so two requests in flight to one engine could
- * otherwise run in either order. */
-typedef struct lane {
-	struct lane *next;
-	char key[300];
-	bool busy;
-	sv_call *head, *tail;
-} lane;
-
-#define NLANES 1024
-static lane *lanes[NLANES];
 
 static nng_listener listeners[SV_MAX_LISTEN];
 static int nlisteners;
@@ -145,112 +130,43 @@ start_recv(sv_call *c)
 	nng_ctx_recv(c->cctx, c->caio);
 }
 
+/* Takes c off its worker's in-flight list. Called with sv.lock held. */
 static void
 unlink_call(sv_call *c)
 {
-	sv_worker *w;
+	sv_worker *w = &sv.workers[c->worker];
 
-	pthread_mutex_lock(&sv.lock);
-	if (c->linked) {
-		w = &sv.workers[c->worker];
-		if (c->prev != NULL)
-			c->prev->next = c->next;
-		else
-			w->inflight = c->next;
-		if (c->next != NULL)
-			c->next->prev = c->prev;
-		w->ninflight--;
-		c->linked = false;
-	}
-	pthread_mutex_unlock(&sv.lock);
+	if (!c->linked)
+		return;
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		w->inflight = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	else
+		w->inflight_tail = c->prev;
+	c->prev = c->next = NULL;
+	w->ninflight--;
+	c->linked = false;
+	free(c->frame);
+	c->frame = NULL;
 }
 
-/* The hard deadline of one call once it runs: the tenant's timeout plus the margin. */
-static nng_duration
+/* The hard deadline of one call once it runs, in ms: the tenant's timeout plus the margin; 0
+ * for none. */
+static uint64_t
 deadline_for(const mj_tenant_policy *p)
 {
 	uint64_t ms;
 
 	if (p->max.timeout_ms == 0)
-		return NNG_DURATION_INFINITE;
+		return 0;
 	ms = (uint64_t)p->max.timeout_ms + sv.cfg.deadline_margin_ms;
-	return ms > 3600000 ? 3600000 : (nng_duration)ms;
+	return ms > 3600000 ? 3600000 : ms;
 }
 
-static void dispatch(sv_call *c, nng_msg *m);
-
-/* Takes the engine's lane for c, or queues c behind the call holding it. Returns true when c
- * may be sent now. */
-static bool
-lane_enter(sv_call *c, const char *tenant, const char *engine, nng_msg *m)
-{
-	char key[300];
-	unsigned h;
-	lane *l;
-
-	snprintf(key, sizeof(key), "%s/%s", tenant, engine && *engine ? engine : "default");
-	h = (unsigned)(fnv1a(key) % NLANES);
-	pthread_mutex_lock(&sv.lock);
-	for (l = lanes[h]; l != NULL && strcmp(l->key, key) != 0; l = l->next)
-		;
-	if (l == NULL) {
-		if ((l = calloc(1, sizeof(*l))) == NULL) {
-			/* Without memory for a lane the call goes out unordered rather than not at
-			 * all. */
-			pthread_mutex_unlock(&sv.lock);
-			c->lane = NULL;
-			return true;
-		}
-		snprintf(l->key, sizeof(l->key), "%s", key);
-		l->next = lanes[h];
-		lanes[h] = l;
-	}
-	c->lane = l;
-	if (!l->busy) {
-		l->busy = true;
-		pthread_mutex_unlock(&sv.lock);
-		return true;
-	}
-	c->pending = m;
-	c->qnext = NULL;
-	if (l->tail != NULL)
-		l->tail->qnext = c;
-	else
-		l->head = c;
-	l->tail = c;
-	pthread_mutex_unlock(&sv.lock);
-	return false;
-}
-
-/* Releases c's lane and sends the next waiting call, if any. */
-static void
-lane_leave(sv_call *c)
-{
-	sv_call *n = NULL;
-	lane *l = c->lane, **pp;
-
-	if (l == NULL)
-		return;
-	c->lane = NULL;
-	pthread_mutex_lock(&sv.lock);
-	if ((n = l->head) != NULL) {
-		l->head = n->qnext;
-		if (l->head == NULL)
-			l->tail = NULL;
-	} else {
-		l->busy = false;
-		for (pp = &lanes[fnv1a(l->key) % NLANES]; *pp != l; pp = &(*pp)->next)
-			;
-		*pp = l->next;
-		free(l);
-	}
-	pthread_mutex_unlock(&sv.lock);
-	if (n != NULL) {
-		nng_msg *m = n->pending;
-		n->pending = NULL;
-		dispatch(n, m);
-	}
-}
+static void dispatch(sv_call *c, uint8_t *frame, size_t len, uint64_t per_call_ms);
 
 static void
 forward(sv_call *c, nng_msg *req, const mj_request *r)
@@ -260,8 +176,7 @@ forward(sv_call *c, nng_msg *req, const mj_request *r)
 	Moonjail__V1__Limits *defaults = NULL, *max = NULL;
 	mj_tenant_policy p;
 	mj_limits defs;
-	uint8_t *buf = NULL;
-	nng_msg *m = NULL;
+	uint8_t *frame = NULL;
 	size_t len;
 
 	sv_policy_for(r->tenant, &p, &defs);
@@ -284,21 +199,19 @@ forward(sv_call *c, nng_msg *req, const mj_request *r)
 	wr.request.data = nng_msg_body(req);
 	wr.request.len = nng_msg_len(req);
 	wr.policy = &pol;
-	if (mj_proto_pack(&wr.base, &buf, &len) != MJ_OK || nng_msg_alloc(&m, 0) != 0 ||
-	    nng_msg_append(m, buf, len) != 0)
+	/* Packed straight behind the frame header: one buffer, one write. */
+	len = protobuf_c_message_get_packed_size(&wr.base);
+	if (len > UINT32_MAX || (frame = malloc(MJ_FRAME_HEADER + len)) == NULL)
 		goto fail;
-	mj_free(buf);
+	if (protobuf_c_message_pack(&wr.base, frame + MJ_FRAME_HEADER) != len)
+		goto fail;
 	mj_proto_free(&defaults->base);
 	mj_proto_free(&max->base);
-	c->per_call = deadline_for(&p);
-	if (lane_enter(c, r->tenant, r->engine, m))
-		dispatch(c, m);
+	dispatch(c, frame, MJ_FRAME_HEADER + len, deadline_for(&p));
 	return;
 
 fail:
-	mj_free(buf);
-	if (m != NULL)
-		nng_msg_free(m);
+	free(frame);
 	if (defaults != NULL)
 		mj_proto_free(&defaults->base);
 	if (max != NULL)
@@ -308,48 +221,50 @@ fail:
 
 static uint64_t dispatch_seq; /* under sv.lock */
 
-/* Sends c's WorkerRequest m to its worker. */
+/* Sends c's WorkerRequest frame to the process serving its worker slot, or keeps it for the
+ * next process when the slot has none. Calls to one engine reach the worker in the order they
+ * are dispatched: the stream keeps order and the worker runs an engine's calls in turn. */
 static void
-dispatch(sv_call *c, nng_msg *m)
+dispatch(sv_call *c, uint8_t *frame, size_t len, uint64_t per_call_ms)
 {
 	sv_worker *w = &sv.workers[c->worker];
 	unsigned queued, per = sv.cfg.executors > 0 ? (unsigned)sv.cfg.executors : 1;
-	nng_duration d;
+	uint64_t tag, d;
 
-	/* The socket is read and the call linked in one step: promoting the spare swaps a slot's
-	 * socket, and a call must be in flight on the process its context reaches. */
 	pthread_mutex_lock(&sv.lock);
-	if (nng_ctx_open(&c->wctx, w->ws->sock) != 0) {
-		pthread_mutex_unlock(&sv.lock);
-		nng_msg_free(m);
-		lane_leave(c);
-		reply_error(c, MJ_KIND_INTERNAL, "the supervisor cannot reach the worker");
-		return;
-	}
-	c->wopen = true;
-	c->lost = false;
-	c->worker_pid = w->pid;
+	c->gen++;
+	tag = (uint64_t)c->gen << 32 | c->index;
+	mj_frame_header(frame, (uint32_t)(len - MJ_FRAME_HEADER), tag);
 	c->seq = ++dispatch_seq;
-	c->prev = NULL;
-	c->next = w->inflight;
-	if (w->inflight != NULL)
-		w->inflight->prev = c;
-	w->inflight = c;
+	c->reply = NULL;
+	c->prev = w->inflight_tail;
+	c->next = NULL;
+	if (w->inflight_tail != NULL)
+		w->inflight_tail->next = c;
+	else
+		w->inflight = c;
+	w->inflight_tail = c;
 	queued = w->ninflight++;
 	c->linked = true;
-	pthread_mutex_unlock(&sv.lock);
+	c->state = C_WORKER;
 	/* The worker runs `executors` calls at once; a call queued behind others there may wait
 	 * for them, so the hard deadline grows with that queue instead of killing a healthy
 	 * worker. */
-	d = c->per_call;
-	if (d != NNG_DURATION_INFINITE)
-		d = (nng_duration)((int64_t)d * (1 + queued / per) > 3600000
-		                       ? 3600000
-		                       : (int64_t)d * (1 + queued / per));
-	c->state = C_FWD_SEND;
-	nng_aio_set_timeout(c->waio, d);
-	nng_aio_set_msg(c->waio, m);
-	nng_ctx_send(c->wctx, c->waio);
+	c->deadline_ns = 0;
+	if (per_call_ms != 0) {
+		d = per_call_ms * (1 + queued / per);
+		c->deadline_ns = sv_now_ns() + (d > 3600000 ? 3600000 : d) * 1000000ull;
+	}
+	if (w->link != NULL && !w->link->eof && w->pid != 0) {
+		c->worker_pid = w->pid;
+		sv_link_send(w->link, frame, len);
+		free(frame);
+	} else {
+		c->worker_pid = 0;
+		c->frame = frame;
+		c->framelen = len;
+	}
+	pthread_mutex_unlock(&sv.lock);
 }
 
 static void
@@ -443,100 +358,143 @@ reply_ok(const uint8_t *buf, size_t len)
 	       MJ_OK;
 }
 
-/* The tenant of the oldest call, c included, still in flight on the process c went to. A
- * process past a hard deadline is most likely stuck on its oldest call: the call that timed
- * out first may only have waited behind it, with a shorter timeout. */
-static void
-oldest_tenant(const sv_call *c, char *out, size_t cap)
+bool
+sv_call_take(sv_worker *w, pid_t pid, uint64_t tag, const uint8_t *payload, size_t len,
+             sv_call **list)
 {
-	const sv_call *o = c, *x;
+	uint32_t index = (uint32_t)tag;
+	sv_call *c;
 
-	pthread_mutex_lock(&sv.lock);
-	for (x = sv.workers[c->worker].inflight; x != NULL; x = x->next)
-		if (x->worker_pid == c->worker_pid && x->seq < o->seq)
-			o = x;
-	snprintf(out, cap, "%s", o->tenant);
-	pthread_mutex_unlock(&sv.lock);
+	if (index >= (uint32_t)sv.cfg.ncalls)
+		return false;
+	c = &sv.calls[index];
+	if (!c->linked || c->gen != (uint32_t)(tag >> 32) || c->worker_pid != pid ||
+	    &sv.workers[c->worker] != w)
+		return false;
+	unlink_call(c);
+	if (nng_msg_alloc(&c->reply, len) != 0)
+		c->reply = NULL;
+	else
+		memcpy(nng_msg_body(c->reply), payload, len);
+	c->done = *list;
+	*list = c;
+	return true;
 }
 
-static void
-worker_cb(void *arg)
+sv_call *
+sv_calls_take_lost(sv_worker *w, pid_t pid, sv_call *list)
 {
-	sv_call *c = arg;
-	int rv = nng_aio_result(c->waio);
-	nng_msg *m;
-	bool lost;
+	sv_call *c, *next;
 
-	if (c->state == C_FWD_SEND && rv == 0) {
-		c->state = C_FWD_RECV;
-		nng_ctx_recv(c->wctx, c->waio);
-		return;
+	for (c = w->inflight; c != NULL; c = next) {
+		next = c->next;
+		if (c->worker_pid != pid || pid == 0)
+			continue;
+		/* The worker died with this call in flight: the call may be what killed it. */
+		if (w->culprit_pid != pid)
+			sv_quarantine_suspect(c->tenant, (uint64_t)pid);
+		unlink_call(c);
+		c->done = list;
+		list = c;
 	}
-	if (c->state == C_FWD_SEND)
-		nng_msg_free(nng_aio_get_msg(c->waio));
-	pthread_mutex_lock(&sv.lock);
-	lost = c->lost;
-	pthread_mutex_unlock(&sv.lock);
-	unlink_call(c);
-	nng_ctx_close(c->wctx);
-	c->wopen = false;
-	lane_leave(c);
-	if (rv == 0) {
-		m = nng_aio_get_msg(c->waio);
-		if (!reply_ok(nng_msg_body(m), nng_msg_len(m))) {
-			/* A worker that sends garbage is not trusted with more requests. */
-			nng_msg_free(m);
-			sv_worker_kill(c->worker, c->worker_pid, "malformed-reply");
-			reply_error(c, MJ_KIND_ENGINE_LOST,
-			            "the worker sent a malformed reply and was "
-			            "replaced; the engine's state is lost");
-			return;
-		}
-		reply_msg(c, m);
-		return;
-	}
-	if (rv == NNG_ETIMEDOUT && !lost) {
-		char culprit[sizeof(c->tenant)];
+	return list;
+}
 
-		oldest_tenant(c, culprit, sizeof(culprit));
-		sv_worker_kill_for(c->worker, c->worker_pid, "hard-deadline", culprit);
-		reply_error(c, MJ_KIND_TIMEOUT,
-		            "the call overran the hard deadline; its worker was replaced and the "
-		            "engine's state is lost");
+sv_call *
+sv_calls_take_expired(sv_worker *w, uint64_t now, sv_call *list)
+{
+	sv_call *c, *next, *o;
+	bool draining = atomic_load(&sv.draining);
+
+	for (c = w->inflight; c != NULL; c = next) {
+		next = c->next;
+		/* No process will take a draining slot's waiting calls. */
+		if (!(c->deadline_ns != 0 && now >= c->deadline_ns) &&
+		    !(draining && c->worker_pid == 0))
+			continue;
+		/* A process past a hard deadline is most likely stuck on its oldest call: the call
+		 * that timed out first may only have waited behind it, with a shorter timeout. */
+		for (o = w->inflight; o != NULL && o->worker_pid != c->worker_pid; o = o->next)
+			;
+		snprintf(c->culprit, sizeof(c->culprit), "%s", o != NULL ? o->tenant : c->tenant);
+		unlink_call(c);
+		c->done = list;
+		list = c;
+	}
+	return list;
+}
+
+sv_call *
+sv_call_next(const sv_call *c)
+{
+	return c->done;
+}
+
+void
+sv_call_finish_reply(sv_call *c)
+{
+	nng_msg *m = c->reply;
+
+	c->reply = NULL;
+	if (m == NULL) {
+		reply_error(c, MJ_KIND_INTERNAL, "the supervisor is out of memory");
 		return;
 	}
-	if (rv == NNG_ECLOSED && atomic_load(&sv.draining)) {
+	if (!reply_ok(nng_msg_body(m), nng_msg_len(m))) {
+		/* A worker that sends garbage is not trusted with more requests. */
+		nng_msg_free(m);
+		sv_worker_kill(c->worker, c->worker_pid, "malformed-reply");
+		reply_error(c, MJ_KIND_ENGINE_LOST,
+		            "the worker sent a malformed reply and was replaced; the engine's "
+		            "state is lost");
+		return;
+	}
+	reply_msg(c, m);
+}
+
+void
+sv_call_finish_lost(sv_call *c)
+{
+	if (atomic_load(&sv.draining) && c->worker_pid == 0) {
 		reply_error(c, MJ_KIND_ENGINE_LOST, "the service is shutting down");
 		return;
 	}
-	/* The worker died with this call in flight: the call may be what killed it. */
-	pthread_mutex_lock(&sv.lock);
-	if (c->worker_pid != 0 && sv.workers[c->worker].culprit_pid != c->worker_pid)
-		sv_quarantine_suspect(c->tenant, (uint64_t)c->worker_pid);
-	pthread_mutex_unlock(&sv.lock);
 	reply_error(c, MJ_KIND_ENGINE_LOST,
 	            "the worker holding this engine died; the engine's state is lost");
 }
 
 void
-sv_router_worker_lost(int index)
+sv_call_finish_expired(sv_call *c)
 {
-	sv_call *c;
-
-	for (c = sv.workers[index].inflight; c != NULL; c = c->next) {
-		c->lost = true;
-		nng_aio_cancel(c->waio);
+	if (c->worker_pid == 0) {
+		if (atomic_load(&sv.draining))
+			reply_error(c, MJ_KIND_ENGINE_LOST, "the service is shutting down");
+		else
+			reply_error(c, MJ_KIND_TIMEOUT,
+			            "no worker could take the call before its hard deadline");
+		return;
 	}
+	sv_worker_kill_for(c->worker, c->worker_pid, "hard-deadline", c->culprit);
+	reply_error(c, MJ_KIND_TIMEOUT,
+	            "the call overran the hard deadline; its worker was replaced and the "
+	            "engine's state is lost");
 }
 
 void
 sv_router_worker_started(int index, pid_t pid)
 {
+	sv_worker *w = &sv.workers[index];
 	sv_call *c;
 
-	for (c = sv.workers[index].inflight; c != NULL; c = c->next)
-		if (c->worker_pid == 0)
-			c->worker_pid = pid;
+	for (c = w->inflight; c != NULL; c = c->next) {
+		if (c->worker_pid != 0 || c->frame == NULL)
+			continue;
+		c->worker_pid = pid;
+		if (w->link != NULL)
+			sv_link_send(w->link, c->frame, c->framelen);
+		free(c->frame);
+		c->frame = NULL;
+	}
 }
 
 int
@@ -546,7 +504,7 @@ sv_router_start(void)
 
 	if ((rv = nng_rep0_open(&sv.front)) != 0)
 		return rv;
-	nng_socket_set_size(sv.front, NNG_OPT_RECVMAXSZ, MAX_MESSAGE);
+	nng_socket_set_size(sv.front, NNG_OPT_RECVMAXSZ, SV_MAX_MESSAGE);
 	for (i = 0; i < sv.cfg.nlisten; i++) {
 		const char *url = sv.cfg.listen[i];
 		if ((rv = nng_listener_create(&listeners[i], sv.front, url)) != 0) {
@@ -573,8 +531,8 @@ sv_router_start(void)
 		return NNG_ENOMEM;
 	for (i = 0; i < sv.cfg.ncalls; i++) {
 		sv_call *c = &sv.calls[i];
+		c->index = (uint32_t)i;
 		if ((rv = nng_aio_alloc(&c->caio, client_cb, c)) != 0 ||
-		    (rv = nng_aio_alloc(&c->waio, worker_cb, c)) != 0 ||
 		    (rv = nng_ctx_open(&c->cctx, sv.front)) != 0)
 			return rv;
 	}
@@ -593,14 +551,15 @@ sv_router_stop(void)
 	if (sv.calls != NULL) {
 		for (i = 0; i < sv.cfg.ncalls; i++) {
 			nng_aio_stop(sv.calls[i].caio);
-			nng_aio_stop(sv.calls[i].waio);
 		}
 	}
 	nng_close(sv.front);
 	if (sv.calls != NULL) {
 		for (i = 0; i < sv.cfg.ncalls; i++) {
 			nng_aio_free(sv.calls[i].caio);
-			nng_aio_free(sv.calls[i].waio);
+			free(sv.calls[i].frame);
+			if (sv.calls[i].reply != NULL)
+				nng_msg_free(sv.calls[i].reply);
 		}
 		free(sv.calls);
 		sv.calls = NULL;

@@ -11,6 +11,7 @@
 
 #include <nng/nng.h>
 
+#include "mj/frame.h"
 #include "mj/limits.h"
 #include "mj/policy.h"
 
@@ -21,26 +22,36 @@
 
 typedef struct sv_call sv_call;
 
-/* A REQ socket the supervisor listens on, at RUNTIME_DIR/workers-PID/worker-<index>.sock. A
- * slot and the spare each hold one; promoting the spare swaps them. */
-typedef struct sv_wsock {
-	int index;
-	nng_socket sock;
-	char url[400];
-	pid_t peer; /* the only process allowed to connect; 0 for none. Under sv.lock */
-} sv_wsock;
+/* The largest message either side of moonjaild takes: a 16 MiB script or result plus room for
+ * the envelope. */
+#define SV_MAX_MESSAGE ((16u << 20) + (64u << 10))
 
-/* A worker slot (index 0.. for the routed pools) or the spare (SV_SPARE): its socket and the
- * process dialing it. Fields are under sv.lock once workers run. */
+/* moonjaild's end of the socketpair to one worker process, made before the fork: nothing else
+ * can reach the worker. Fields are under sv.lock; only the link thread reads, closes and frees
+ * a link. */
+typedef struct sv_link {
+	int fd;
+	pid_t pid;    /* the process at the other end */
+	int slot;     /* the worker index it serves, SV_SPARE while it is the spare's */
+	bool eof;     /* the stream ended or broke: the calls on pid have been answered */
+	bool retired; /* its process is reaped; the link thread closes and frees it */
+	mj_frame_reader in;
+	uint8_t *out; /* frames not yet written, from outoff to outlen */
+	size_t outoff, outlen, outcap;
+	struct sv_link *next; /* on the retired list */
+} sv_link;
+
+/* A worker slot (index 0.. for the routed pools) or the spare (SV_SPARE): the process serving
+ * it and its link. Fields are under sv.lock once workers run. */
 typedef struct sv_worker {
 	int index;
-	sv_wsock *ws;
-	pid_t pid; /* 0 while no process runs */
+	sv_link *link; /* NULL while no process runs */
+	pid_t pid;     /* 0 while no process runs */
 	uint64_t started_ns;
 	unsigned restarts;
 	pid_t culprit_pid; /* last process killed for one call's hard deadline: that call's
 	                      tenant got the strike, the others in flight on it get none */
-	sv_call *inflight; /* calls forwarded and not yet answered */
+	sv_call *inflight, *inflight_tail; /* calls forwarded and not yet answered, oldest first */
 	unsigned ninflight;
 } sv_worker;
 
@@ -80,8 +91,8 @@ typedef struct sv_state {
 	sv_worker workers[SV_MAX_WORKERS + SV_MAX_QUARANTINE]; /* nworkers, then quarantine */
 	int nslots;
 	sv_worker spare;
-	sv_wsock socks[SV_MAX_WORKERS + SV_MAX_QUARANTINE + 1];
-	int nsocks;
+	sv_link *retired;   /* links of reaped processes, for the link thread */
+	int wake[2];        /* a byte on wake[1] makes the link thread look again */
 	unsigned spawn_seq; /* each worker process's --id */
 	nng_socket front;
 	sv_call *calls;
@@ -111,14 +122,44 @@ void sv_worker_kill(int index, pid_t pid, const char *why);
 void sv_worker_kill_for(int index, pid_t pid, const char *why, const char *tenant);
 void sv_workers_stop(void);
 
+/* Links (link.c): one thread moves every worker's frames and watches the hard deadlines. */
+int sv_links_start(void);
+/* Stops the thread: no call is answered after this. Idempotent. */
+void sv_links_stop(void);
+/* A link on our end fd of a new socketpair (taken, also on failure); NULL when out of memory.
+ */
+sv_link *sv_link_new(int fd, pid_t pid, int slot);
+/* Closes and frees l: only from the link thread, or once it has stopped. */
+void sv_link_free(sv_link *l);
+/* Queues one frame (header included) on l and writes what the socket takes now. Called with
+ * sv.lock held. */
+void sv_link_send(sv_link *l, const uint8_t *frame, size_t len);
+/* Makes the link thread look at the links again (one was added, moved or retired). */
+void sv_links_wake(void);
+
 /* Routing of client calls. */
 int sv_router_start(void);
 void sv_router_stop(void);
-/* Answers every call in flight on worker index with engine-lost. Called with sv.lock held. */
-void sv_router_worker_lost(int index);
-/* Worker index has a new process, pid: the calls sent while the slot had none are now in
- * flight on it (for quarantine's bookkeeping). Called with sv.lock held. */
+/* Worker index has a new process and link: the calls sent while the slot had none go to it
+ * now, in order. Called with sv.lock held. */
 void sv_router_worker_started(int index, pid_t pid);
+
+/* Calls as the link thread sees them. The take functions run with sv.lock held and unlink
+ * what they return (a list through sv_call_next); the finish functions answer a taken call
+ * without the lock. */
+/* Adds to *list the call that tag names, in flight on w's process pid, with its reply payload
+ * copied in; false when there is none. */
+bool sv_call_take(sv_worker *w, pid_t pid, uint64_t tag, const uint8_t *payload, size_t len,
+                  sv_call **list);
+sv_call *sv_calls_take_lost(sv_worker *w, pid_t pid, sv_call *list);
+sv_call *sv_calls_take_expired(sv_worker *w, uint64_t now_ns, sv_call *list);
+sv_call *sv_call_next(const sv_call *c);
+/* Answers with the worker's Response taken with the call, after checking it; a malformed
+ * one kills the worker. */
+void sv_call_finish_reply(sv_call *c);
+void sv_call_finish_lost(sv_call *c);
+void sv_call_finish_expired(sv_call *c);
+uint64_t sv_now_ns(void);
 
 /* Quarantine (quarantine.c), under sv.lock: a tenant with a call in flight on a worker that
  * died of something a script can cause gets a strike; enough strikes within the window send

@@ -1,4 +1,4 @@
-/* Worker processes: fork+exec, peer checks, reaping, replacement and kills. */
+/* Worker processes: fork+exec with a socketpair, reaping, replacement and kills. */
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -7,66 +7,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <nng/nng.h>
-#include <nng/protocol/reqrep0/req.h>
-#include <nng/transport/ipc/ipc.h>
 
 #include "supervisor.h"
 
 /* Replacements are immediate; only a worker that keeps dying right after start waits. */
 #define FAST_DEATH_NS (1000 * 1000 * 1000ull)
 #define MAX_BACKOFF_MS 1000
-
-static uint64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* Accepts a connection on a worker socket only from the process started for it: anything
- * else that reaches the private directory is refused. */
-static void
-pipe_check(nng_pipe p, nng_pipe_ev ev, void *arg)
-{
-	sv_wsock *ws = arg;
-	uint64_t pid = 0;
-	pid_t want;
-
-	(void)ev;
-	pthread_mutex_lock(&sv.lock);
-	want = ws->peer;
-	pthread_mutex_unlock(&sv.lock);
-	if (nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_PID, &pid) != 0 || want == 0 ||
-	    pid != (uint64_t)want) {
-		sv_log("worker-peer-refused", "socket=%d pid=%llu expected=%d", ws->index,
-		       (unsigned long long)pid, (int)want);
-		nng_pipe_close(p);
-	}
-}
-
-static int
-open_socket(sv_wsock *ws)
-{
-	int rv;
-
-	snprintf(ws->url, sizeof(ws->url), "ipc://%s/worker-%d.sock", sv.worker_dir, ws->index);
-	if ((rv = nng_req0_open(&ws->sock)) != 0)
-		return rv;
-	/* A request must never be replayed to a replacement worker: it may be the one that
-	 * killed the first. A dead peer fails the pending receive instead. */
-	nng_socket_set_ms(ws->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
-	nng_socket_set_size(ws->sock, NNG_OPT_RECVMAXSZ, (16u << 20) + (64u << 10));
-	nng_pipe_notify(ws->sock, NNG_PIPE_EV_ADD_PRE, pipe_check, ws);
-	return nng_listen(ws->sock, ws->url, NULL, 0);
-}
 
 static const char *
 slot_name(const sv_worker *w, char *buf, size_t cap)
@@ -217,7 +168,8 @@ spawn(sv_worker *w)
 	char *argv[16];
 	bool userns;
 	pid_t pid;
-	int logp[2];
+	int logp[2], sp[2];
+	sv_link *link;
 	int n = 0;
 
 	/* A log label only; the worker takes 0-1000000. */
@@ -225,8 +177,8 @@ spawn(sv_worker *w)
 	snprintf(execs, sizeof(execs), "%d", sv.cfg.executors);
 	snprintf(mem, sizeof(mem), "%zu", sv.cfg.worker_memory);
 	argv[n++] = "moonjail-worker";
-	argv[n++] = "--connect";
-	argv[n++] = w->ws->url;
+	argv[n++] = "--fd";
+	argv[n++] = "3";
 	argv[n++] = "--id";
 	argv[n++] = id;
 	argv[n++] = "--executors";
@@ -248,13 +200,27 @@ spawn(sv_worker *w)
 	 * log file, and a pipe keeps its lines apart from ours. */
 	if (pipe2(logp, O_CLOEXEC) != 0)
 		return -1;
+	/* The worker's only channel: made here, so nothing else can ever reach its end. */
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0) {
+		close(logp[0]);
+		close(logp[1]);
+		return -1;
+	}
+	if ((link = sv_link_new(sp[0], 0, w->index)) == NULL) {
+		close(sp[1]);
+		close(logp[0]);
+		close(logp[1]);
+		errno = ENOMEM;
+		return -1;
+	}
 	/* nng is not fork-safe: the child only sets itself up with raw syscalls and execs. The
-	 * lock is held until the parent has recorded the child's pid, so that pipe_check never
-	 * sees the child connect before its pid is known (and refuses it). The child never
+	 * lock is held until the parent has recorded the child and its link. The child never
 	 * touches the lock. */
 	pthread_mutex_lock(&sv.lock);
 	if ((pid = start_process(&userns)) < 0) {
 		pthread_mutex_unlock(&sv.lock);
+		sv_link_free(link);
+		close(sp[1]);
 		close(logp[0]);
 		close(logp[1]);
 		return -1;
@@ -268,6 +234,9 @@ spawn(sv_worker *w)
 			_exit(126);
 		if (dup2(logp[1], STDERR_FILENO) < 0)
 			_exit(126);
+		/* The stream becomes descriptor 3, open across exec. */
+		if (sp[1] == 3 ? fcntl(3, F_SETFD, 0) != 0 : dup2(sp[1], 3) < 0)
+			_exit(126);
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		/* A worker must not outlive its supervisor. Workers are spawned from the main
@@ -275,16 +244,19 @@ spawn(sv_worker *w)
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (getppid() == 1) /* 0 inside a new PID namespace */
 			_exit(127);
-		syscall(SYS_close_range, 3u, ~0u, 0u);
+		syscall(SYS_close_range, 4u, ~0u, 0u);
 		execv(sv.cfg.worker_bin, argv);
 		_exit(127);
 	}
+	link->pid = pid;
+	w->link = link;
 	w->pid = pid;
-	w->ws->peer = pid;
-	w->started_ns = now_ns();
+	w->started_ns = sv_now_ns();
 	if (w->index != SV_SPARE)
 		sv_router_worker_started(w->index, pid);
 	pthread_mutex_unlock(&sv.lock);
+	sv_links_wake();
+	close(sp[1]);
 	close(logp[1]);
 	start_relay(logp[0]);
 	sv_log(w->index == SV_SPARE ? "spare-started" : "worker-started",
@@ -298,25 +270,17 @@ spawn(sv_worker *w)
 int
 sv_workers_start(void)
 {
-	int i, rv;
+	int i;
 
 	sv.nslots = sv.cfg.nworkers + sv.cfg.quarantine_workers;
-	sv.nsocks = sv.nslots + (sv.cfg.spare ? 1 : 0);
-	for (i = 0; i < sv.nsocks; i++) {
-		sv_wsock *ws = &sv.socks[i];
-		ws->index = i;
-		if ((rv = open_socket(ws)) != 0) {
-			sv_log("error", "what=\"worker socket\" url=%s err=\"%s\"", ws->url,
-			       nng_strerror(rv));
-			return -1;
-		}
-	}
 	sv.spare.index = SV_SPARE;
-	sv.spare.ws = sv.cfg.spare ? &sv.socks[sv.nslots] : NULL;
+	if (sv_links_start() != 0) {
+		sv_log("error", "what=\"link thread\" err=\"%s\"", strerror(errno));
+		return -1;
+	}
 	for (i = 0; i < sv.nslots; i++) {
 		sv_worker *w = &sv.workers[i];
 		w->index = i;
-		w->ws = &sv.socks[i];
 		if (spawn(w) != 0) {
 			sv_log("error", "what=\"fork\" err=\"%s\"", strerror(errno));
 			return -1;
@@ -329,23 +293,34 @@ sv_workers_start(void)
 	return 0;
 }
 
-/* Puts the spare process in slot w, whose process just died, and gives the spare the slot's
- * old socket for its own replacement. Calls already lost keep their contexts on the old
- * socket; they have been cancelled and no new call can reach it. Called with sv.lock held. */
+/* Puts the spare process and its link in slot w, whose process just died; the calls waiting
+ * for the slot go to it. Called with sv.lock held. */
 static bool
 promote_spare(sv_worker *w)
 {
-	sv_wsock *old = w->ws;
-
-	if (sv.spare.ws == NULL || sv.spare.pid == 0)
+	if (sv.spare.link == NULL || sv.spare.pid == 0)
 		return false;
-	w->ws = sv.spare.ws;
+	w->link = sv.spare.link;
+	w->link->slot = w->index;
 	w->pid = sv.spare.pid;
 	w->started_ns = sv.spare.started_ns;
-	sv.spare.ws = old;
+	sv.spare.link = NULL;
 	sv.spare.pid = 0;
-	old->peer = 0;
+	sv_router_worker_started(w->index, w->pid);
 	return true;
+}
+
+/* Hands the link of a reaped process to the link thread, which answers what it still held.
+ * Called with sv.lock held. */
+static void
+retire_link(sv_worker *w)
+{
+	if (w->link == NULL)
+		return;
+	w->link->retired = true;
+	w->link->next = sv.retired;
+	sv.retired = w->link;
+	w->link = NULL;
 }
 
 /* Called from the main thread after waitpid reported pid. */
@@ -374,15 +349,13 @@ sv_worker_reap(pid_t pid, int status)
 		return;
 	}
 	w->pid = 0;
-	w->ws->peer = 0;
 	w->restarts++;
+	retire_link(w);
 	sv_quarantine_verdict((uint64_t)pid, status);
-	if (w->index != SV_SPARE) {
-		sv_router_worker_lost(w->index);
-		if (!atomic_load(&sv.draining) && (promoted = promote_spare(w)))
-			now_pid = w->pid;
-	}
+	if (w->index != SV_SPARE && !atomic_load(&sv.draining) && (promoted = promote_spare(w)))
+		now_pid = w->pid;
 	pthread_mutex_unlock(&sv.lock);
+	sv_links_wake();
 	slot_name(w, name, sizeof(name));
 	if (WIFSIGNALED(status))
 		sv_log("worker-died", "worker=%s pid=%d signal=%d", name, (int)pid,
@@ -416,7 +389,7 @@ respawn_one(sv_worker *w, uint64_t now)
 void
 sv_workers_respawn_due(void)
 {
-	uint64_t now = now_ns();
+	uint64_t now = sv_now_ns();
 	int i;
 
 	if (atomic_load(&sv.draining))
@@ -466,8 +439,10 @@ sv_workers_stop(void)
 {
 	sv_worker *all[SV_MAX_WORKERS + SV_MAX_QUARANTINE + 1];
 	int i, n = 0, status;
+	sv_link *l, *next;
 	pid_t pid;
 
+	sv_links_stop();
 	for (i = 0; i < sv.nslots; i++)
 		all[n++] = &sv.workers[i];
 	if (sv.cfg.spare)
@@ -491,6 +466,14 @@ sv_workers_stop(void)
 		}
 		all[i]->pid = 0;
 	}
-	for (i = 0; i < sv.nsocks; i++)
-		nng_close(sv.socks[i].sock);
+	for (i = 0; i < n; i++) {
+		if (all[i]->link != NULL)
+			sv_link_free(all[i]->link);
+		all[i]->link = NULL;
+	}
+	for (l = sv.retired; l != NULL; l = next) {
+		next = l->next;
+		sv_link_free(l);
+	}
+	sv.retired = NULL;
 }

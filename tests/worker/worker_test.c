@@ -1,6 +1,7 @@
 /* Integration tests of moonjail-worker: the real binary, with the test as its supervisor. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <spawn.h>
@@ -10,14 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <nng/nng.h>
-#include <nng/protocol/reqrep0/req.h>
 
+#include "mj/frame.h"
 #include "mj/proto.h"
 
 #ifndef MOONJAIL_WORKER_BIN
@@ -29,14 +30,26 @@ extern char **environ;
 /* Generous for ASan builds; a healthy worker answers in milliseconds. */
 #define RECV_TIMEOUT_MS 15000
 
+/* Largest reply the test accepts; the worker's own limit on requests is 16 MiB + 128 KiB. */
+#define REPLY_MAX ((size_t)32 << 20)
+
+/* Tags use all eight bytes, so a worker that truncates or reorders them is caught. */
+#define TAG_BASE 0x0102030405060700ull
+
+/* Replies that arrived while the test waited for another tag. */
+#define STASH 16
+
 typedef struct fx {
-	char dir[64];
-	char path[128];
-	char url[160];
-	nng_socket sock;
-	bool open;
+	int fd; /* the test's end of the socketpair, non-blocking */
 	pid_t pid;
 	uint64_t next_id;
+	uint64_t next_tag;
+	mj_frame_reader rd;
+	struct {
+		uint64_t tag;
+		Moonjail__V1__Response *r;
+	} stash[STASH];
+	size_t nstash;
 } fx;
 
 /* The tenant policy sent with each request; tests change it before calling. */
@@ -84,38 +97,47 @@ child_alive(fx *f)
 	return f->pid > 0 && waitpid(f->pid, &st, WNOHANG) == 0;
 }
 
+/* Starts the worker as the supervisor does: one end of a socketpair as its fd 3. */
 static int
 start_worker(void **state, const char *const *extra)
 {
 	fx *f = calloc(1, sizeof(*f));
+	posix_spawn_file_actions_t fa;
 	const char *argv[16];
 	size_t n = 0;
+	int sv[2], child;
 
 	pol_reset();
 	assert_non_null(f);
-	snprintf(f->dir, sizeof(f->dir), "/tmp/mjworkerXXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(f->path, sizeof(f->path), "%s/w.sock", f->dir);
-	snprintf(f->url, sizeof(f->url), "ipc://%s", f->path);
-	assert_int_equal(nng_req0_open(&f->sock), 0);
-	f->open = true;
-	assert_int_equal(nng_socket_set_ms(f->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE),
-	                 0);
-	assert_int_equal(nng_socket_set_ms(f->sock, NNG_OPT_RECVTIMEO, RECV_TIMEOUT_MS), 0);
-	assert_int_equal(nng_socket_set_ms(f->sock, NNG_OPT_SENDTIMEO, RECV_TIMEOUT_MS), 0);
-	assert_int_equal(nng_socket_set_size(f->sock, NNG_OPT_RECVMAXSZ, 32u << 20), 0);
-	assert_int_equal(nng_listen(f->sock, f->url, NULL, 0), 0);
+	f->fd = -1;
+	assert_int_equal(mj_frame_reader_init(&f->rd, REPLY_MAX), MJ_OK);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	/* dup2 onto its own number would leave close-on-exec set: move it out of the way. */
+	child = sv[1];
+	if (child == 3) {
+		child = fcntl(sv[1], F_DUPFD_CLOEXEC, 4);
+		assert_true(child >= 0);
+		close(sv[1]);
+	}
 	argv[n++] = MOONJAIL_WORKER_BIN;
-	argv[n++] = "--connect";
-	argv[n++] = f->url;
+	argv[n++] = "--fd";
+	argv[n++] = "3";
 	argv[n++] = "--id";
 	argv[n++] = "7";
 	for (; extra != NULL && *extra != NULL && n < 15; extra++)
 		argv[n++] = *extra;
 	argv[n] = NULL;
+	assert_int_equal(posix_spawn_file_actions_init(&fa), 0);
+	assert_int_equal(posix_spawn_file_actions_adddup2(&fa, child, 3), 0);
 	assert_int_equal(
-	    posix_spawn(&f->pid, MOONJAIL_WORKER_BIN, NULL, NULL, (char *const *)argv, environ), 0);
+	    posix_spawn(&f->pid, MOONJAIL_WORKER_BIN, &fa, NULL, (char *const *)argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	close(child);
+	f->fd = sv[0];
+	/* Every wait below is a poll with a deadline, so a stuck worker fails the test. */
+	assert_int_equal(fcntl(f->fd, F_SETFL, fcntl(f->fd, F_GETFL) | O_NONBLOCK), 0);
 	f->next_id = 1;
+	f->next_tag = TAG_BASE;
 	*state = f;
 	return 0;
 }
@@ -129,7 +151,7 @@ setup(void **state)
 static int
 setup_two_executors(void **state)
 {
-	static const char *const extra[] = {"--executors", "2", "--contexts", "8", NULL};
+	static const char *const extra[] = {"--executors", "2", NULL};
 	return start_worker(state, extra);
 }
 
@@ -152,10 +174,11 @@ teardown(void **state)
 		kill(f->pid, SIGKILL);
 		waitpid(f->pid, &st, 0);
 	}
-	if (f->open)
-		nng_close(f->sock);
-	unlink(f->path);
-	rmdir(f->dir);
+	if (f->fd >= 0)
+		close(f->fd);
+	while (f->nstash > 0)
+		moonjail__v1__response__free_unpacked(f->stash[--f->nstash].r, NULL);
+	mj_frame_reader_fini(&f->rd);
 	free(f);
 	*state = NULL;
 	return 0;
@@ -249,22 +272,109 @@ decode(void *buf, size_t len)
 	return r;
 }
 
-/* Sends raw bytes as one message and returns the decoded reply. */
+/* Milliseconds left until deadline; fails the test once it has passed. */
+static int
+left_ms(uint64_t deadline, const char *what)
+{
+	uint64_t now = now_ms();
+
+	if (now >= deadline)
+		fail_msg("timed out after %d ms %s", RECV_TIMEOUT_MS, what);
+	return (int)(deadline - now);
+}
+
+/* Writes all of buf to the worker, waiting while the socket is full. */
+static void
+send_all(fx *f, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	uint64_t deadline = now_ms() + RECV_TIMEOUT_MS;
+	struct pollfd pfd = {.fd = f->fd, .events = POLLOUT};
+	ssize_t n;
+
+	while (len > 0) {
+		n = write(f->fd, p, len);
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			deadline = now_ms() + RECV_TIMEOUT_MS;
+		} else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (poll(&pfd, 1, left_ms(deadline, "writing to the worker")) < 0 &&
+			    errno != EINTR)
+				fail_msg("poll: %s", strerror(errno));
+		} else if (n < 0 && errno != EINTR) {
+			fail_msg("writing to the worker: %s", strerror(errno));
+		}
+	}
+}
+
+/* Sends one frame and returns its tag. The header is built here rather than with
+ * mj_frame_write, which blocks: a worker that stopped reading must fail the test, not hang it. */
+static uint64_t
+send_frame(fx *f, const void *buf, size_t len)
+{
+	uint8_t hdr[MJ_FRAME_HEADER];
+	uint64_t tag = f->next_tag++;
+
+	assert_true(len <= UINT32_MAX);
+	mj_frame_header(hdr, (uint32_t)len, tag);
+	send_all(f, hdr, sizeof(hdr));
+	send_all(f, buf, len);
+	return tag;
+}
+
+/* Waits for the reply to tag, keeping replies to other tags for their own callers: the worker
+ * answers different engines in any order. */
+static Moonjail__V1__Response *
+await_reply(fx *f, uint64_t want)
+{
+	uint64_t deadline = now_ms() + RECV_TIMEOUT_MS, tag;
+	struct pollfd pfd = {.fd = f->fd, .events = POLLIN};
+	Moonjail__V1__Response *r;
+	const uint8_t *payload;
+	mj_frame_status st;
+	size_t i, len;
+	ssize_t n;
+
+	for (i = 0; i < f->nstash; i++) {
+		if (f->stash[i].tag == want) {
+			r = f->stash[i].r;
+			f->stash[i] = f->stash[--f->nstash];
+			return r;
+		}
+	}
+	for (;;) {
+		while ((st = mj_frame_next(&f->rd, &tag, &payload, &len)) != MJ_FRAME_NONE) {
+			if (st == MJ_FRAME_TOO_BIG)
+				fail_msg("a reply of %zu bytes for tag %#llx", len,
+				         (unsigned long long)tag);
+			if (tag < TAG_BASE || tag >= f->next_tag)
+				fail_msg("a reply for tag %#llx, which was never sent",
+				         (unsigned long long)tag);
+			r = decode((void *)payload, len);
+			if (tag == want)
+				return r;
+			if (f->nstash == STASH)
+				fail_msg("more than %d replies waiting", STASH);
+			f->stash[f->nstash].tag = tag;
+			f->stash[f->nstash++].r = r;
+		}
+		if (poll(&pfd, 1, left_ms(deadline, "waiting for a reply")) < 0 && errno != EINTR)
+			fail_msg("poll: %s", strerror(errno));
+		n = mj_frame_fill(&f->rd, f->fd);
+		if (n == 0)
+			fail_msg("the worker closed the connection before replying to tag %#llx",
+			         (unsigned long long)want);
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			fail_msg("reading from the worker: %s", strerror(errno));
+	}
+}
+
+/* Sends raw bytes as the payload of one frame and returns the decoded reply. */
 static Moonjail__V1__Response *
 raw(fx *f, const void *buf, size_t len)
 {
-	Moonjail__V1__Response *r;
-	void *rbuf = NULL;
-	size_t rlen = 0;
-	int rv;
-
-	assert_int_equal(nng_send(f->sock, (void *)buf, len, 0), 0);
-	rv = nng_recv(f->sock, &rbuf, &rlen, NNG_FLAG_ALLOC);
-	if (rv != 0)
-		fail_msg("no reply from the worker: %s", nng_strerror(rv));
-	r = decode(rbuf, rlen);
-	nng_free(rbuf, rlen);
-	return r;
+	return await_reply(f, send_frame(f, buf, len));
 }
 
 static Moonjail__V1__Response *
@@ -848,62 +958,124 @@ test_bad_requests(void **state)
 	expect_int(f, "ok", NULL, "return 3", 3);
 }
 
+/* Waits up to ms for the worker to exit by itself and returns its exit status; a worker killed
+ * by a signal (seccomp, a crash) fails the test. */
+static int
+wait_exit(fx *f, unsigned ms)
+{
+	uint64_t deadline = now_ms() + ms;
+	pid_t got = 0;
+	int st = 0;
+
+	while ((got = waitpid(f->pid, &st, WNOHANG)) == 0 && now_ms() < deadline)
+		sleep_ms(10);
+	if (got != f->pid)
+		fail_msg("the worker did not exit within %u ms", ms);
+	f->pid = 0;
+	if (!WIFEXITED(st))
+		fail_msg("the worker died of signal %d", WIFSIGNALED(st) ? WTERMSIG(st) : -1);
+	return WEXITSTATUS(st);
+}
+
 static void
 test_oversized_message(void **state)
 {
 	fx *f = *state;
-	size_t len = (17u << 20) + 1;
-	uint8_t *big = calloc(1, len);
-	nng_aio *aio;
-	nng_ctx ctx;
-	nng_msg *msg;
-	int rv;
+	size_t len = (17u << 20) + 1, chunk = 64u << 10, n;
+	uint8_t hdr[MJ_FRAME_HEADER], *zeros = calloc(1, chunk);
+	Moonjail__V1__Eval ev = MOONJAIL__V1__EVAL__INIT;
+	Moonjail__V1__Response *r;
+	uint64_t big, next;
+	uint8_t *buf;
+	size_t buflen;
 
-	assert_non_null(big);
+	assert_non_null(zeros);
 	expect_int(f, "o", NULL, "return 1", 1);
-	assert_int_equal(nng_ctx_open(&ctx, f->sock), 0);
-	assert_int_equal(nng_aio_alloc(&aio, NULL, NULL), 0);
-	assert_int_equal(nng_msg_alloc(&msg, 0), 0);
-	assert_int_equal(nng_msg_append(msg, big, len), 0);
-	free(big);
-	nng_aio_set_msg(aio, msg);
-	nng_ctx_send(ctx, aio);
-	/* nng drops a message over the receiver's limit and the connection with it. A confined
-	 * worker cannot redial (socket(2) is forbidden): it exits cleanly with status 1 for the
-	 * supervisor to replace, rather than dying on a seccomp kill. Waited for without nng: a
-	 * send cut off mid-message can leave nng's aio pending until it is cancelled. */
-	{
-		int st = 0, i;
-		pid_t got = 0;
-		for (i = 0; i < 1000 && got == 0; i++) {
-			got = waitpid(f->pid, &st, WNOHANG);
-			if (got == 0)
-				usleep(10000);
-		}
-		assert_int_equal(got, f->pid);
-		assert_true(WIFEXITED(st));
-		assert_int_equal(WEXITSTATUS(st), 1);
-		f->pid = 0;
-	}
-	nng_aio_cancel(aio);
-	nng_aio_wait(aio);
-	if (nng_aio_result(aio) != 0)
-		nng_msg_free(nng_aio_get_msg(aio));
-	/* Nothing answered it as if it were valid. */
-	nng_ctx_recv(ctx, aio);
-	usleep(200000);
-	nng_aio_cancel(aio);
-	nng_aio_wait(aio);
-	rv = nng_aio_result(aio);
-	if (rv == 0)
-		nng_msg_free(nng_aio_get_msg(aio));
-	assert_int_not_equal(rv, 0);
-	nng_aio_free(aio);
-	nng_ctx_close(ctx);
+	/* The worker discards a frame over its limit as it arrives instead of holding it, and
+	 * answers that tag. The reply may come before the last byte is written; the socket keeps
+	 * it until the test reads. */
+	big = f->next_tag++;
+	mj_frame_header(hdr, (uint32_t)len, big);
+	send_all(f, hdr, sizeof(hdr));
+	for (n = 0; n < len; n += chunk)
+		send_all(f, zeros, len - n < chunk ? len - n : chunk);
+	free(zeros);
+	/* A frame straight after it: the skipped bytes must be counted exactly. */
+	ev.source.data = (uint8_t *)"return 2";
+	ev.source.len = 8;
+	pack_call(f, "o", NULL, MOONJAIL__V1__REQUEST__OP_EVAL, &ev, &buf, &buflen);
+	next = send_frame(f, buf, buflen);
+	mj_free(buf);
+	r = await_reply(f, big);
+	assert_kind(r, MJ_KIND_BAD_REQUEST);
+	assert_int_equal(r->id, 0);
+	free_resp(r);
+	r = await_reply(f, next);
+	assert_ok(r);
+	assert_int_equal(int_value(r, 0), 2);
+	free_resp(r);
+	/* Still serving, and the state from before the big frame is intact. */
+	assert_true(child_alive(f));
+	expect_int(f, "o", NULL, "x = 3 return x", 3);
+	expect_int(f, "o", NULL, "return x", 3);
+	/* Nothing else answered the big frame. */
+	assert_int_equal(f->nstash, 0);
 }
 
-/* Runs the worker with argv (after the program name), stdout and stderr to /dev/null, and
- * returns its exit status, or -1 when it did not exit by itself within 5 s. */
+/* The supervisor's end closing means the supervisor is gone: the worker exits 1 for it to be
+ * replaced, rather than waiting forever or dying on a seccomp kill. */
+static void
+test_peer_close_exits(void **state)
+{
+	fx *f = *state;
+
+	expect_int(f, "e", NULL, "x = 1 return x", 1);
+	close(f->fd);
+	f->fd = -1;
+	assert_int_equal(wait_exit(f, 5000), 1);
+}
+
+/* A frame cut off by the end of the stream is never run: the worker exits 1 the same way. */
+static void
+test_truncated_frame_exits(void **state)
+{
+	fx *f = *state;
+	Moonjail__V1__Eval ev = MOONJAIL__V1__EVAL__INIT;
+	uint8_t hdr[MJ_FRAME_HEADER], *buf;
+	size_t len;
+
+	expect_int(f, "e", NULL, "return 1", 1);
+	ev.source.data = (uint8_t *)"return 2";
+	ev.source.len = 8;
+	pack_call(f, "e", NULL, MOONJAIL__V1__REQUEST__OP_EVAL, &ev, &buf, &len);
+	mj_frame_header(hdr, (uint32_t)len, f->next_tag++);
+	send_all(f, hdr, sizeof(hdr));
+	send_all(f, buf, len / 2);
+	mj_free(buf);
+	sleep_ms(100);
+	assert_true(child_alive(f));
+	close(f->fd);
+	f->fd = -1;
+	assert_int_equal(wait_exit(f, 5000), 1);
+}
+
+/* The same with the stream ending inside a header. */
+static void
+test_truncated_header_exits(void **state)
+{
+	fx *f = *state;
+	uint8_t hdr[MJ_FRAME_HEADER];
+
+	expect_int(f, "e", NULL, "return 1", 1);
+	mj_frame_header(hdr, 100, f->next_tag++);
+	send_all(f, hdr, 5);
+	close(f->fd);
+	f->fd = -1;
+	assert_int_equal(wait_exit(f, 5000), 1);
+}
+
+/* Runs the worker with argv (after the program name), stdout, stderr and fd 3 on /dev/null,
+ * and returns its exit status, or -1 when it did not exit by itself within 5 s. */
 static int
 worker_exit_status(const char *const *args)
 {
@@ -921,6 +1093,8 @@ worker_exit_status(const char *const *args)
 		int fd = open("/dev/null", O_WRONLY);
 		dup2(fd, 1);
 		dup2(fd, 2);
+		dup2(fd, 3);
+		close(9);
 		execv(argv[0], (char *const *)argv);
 		_exit(127);
 	}
@@ -941,17 +1115,20 @@ test_usage_errors(void **state)
 {
 	static const char *const cases[][8] = {
 	    {"--id", "1", NULL},
-	    {"--connect", "ipc:///nonexistent/x.sock", NULL},
-	    {"--connect", "ipc:///nonexistent/x.sock", "--id", "x", NULL},
-	    {"--connect", "ipc:///nonexistent/x.sock", "--id", "1", "--contexts", "0", NULL},
-	    {"--connect", "ipc:///nonexistent/x.sock", "--id", "1", "--user", "0:0", NULL},
-	    {"--connect", "ipc:///nonexistent/x.sock", "--id", "1", "--user", "65534", NULL},
-	    {"--connect", "ipc:///nonexistent/x.sock", "--id", "1", "--user", "65534:", NULL},
-	    {"--connect", "ipc:///nonexistent/x.sock", "--id", "1", "--user", "a:b", NULL},
-	    {"--connect", "ipc:///nonexistent/x.sock", "--id", "1", "--user",
-	     "99999999999999999999:1", NULL},
-	    {"--connect", "ipc:///nonexistent/x.sock", "--id", "1", "--chroot", NULL},
-	    {"--connect", "ipc:///nonexistent/x.sock", "--id", "1", "--bogus", NULL},
+	    {"--fd", "3", NULL},
+	    {"--fd", "3", "--id", "x", NULL},
+	    {"--fd", "x", "--id", "1", NULL},
+	    {"--fd", "-1", "--id", "1", NULL},
+	    {"--fd", "3x", "--id", "1", NULL},
+	    {"--fd", "3", "--id", "1", "--contexts", "8", NULL},
+	    {"--fd", "3", "--id", "1", "--connect", "ipc:///nonexistent/x.sock", NULL},
+	    {"--fd", "3", "--id", "1", "--user", "0:0", NULL},
+	    {"--fd", "3", "--id", "1", "--user", "65534", NULL},
+	    {"--fd", "3", "--id", "1", "--user", "65534:", NULL},
+	    {"--fd", "3", "--id", "1", "--user", "a:b", NULL},
+	    {"--fd", "3", "--id", "1", "--user", "99999999999999999999:1", NULL},
+	    {"--fd", "3", "--id", "1", "--chroot", NULL},
+	    {"--fd", "3", "--id", "1", "--bogus", NULL},
 	};
 	size_t i;
 
@@ -962,6 +1139,19 @@ test_usage_errors(void **state)
 			fail_msg("case %zu (%s %s ...): exit %d, want 2", i, cases[i][0],
 			         cases[i][1] ? cases[i][1] : "", st);
 	}
+}
+
+/* A well-formed command line whose --fd is not a connected socket: the worker cannot serve, so
+ * it exits 1 (not a usage error) without waiting. */
+static void
+test_fd_not_a_socket(void **state)
+{
+	static const char *const not_socket[] = {"--fd", "3", "--id", "1", NULL};
+	static const char *const closed[] = {"--fd", "9", "--id", "1", NULL};
+
+	(void)state;
+	assert_int_equal(worker_exit_status(not_socket), 1);
+	assert_int_equal(worker_exit_status(closed), 1);
 }
 
 static void
@@ -1022,51 +1212,29 @@ test_quotas(void **state)
 	expect_int(f, "m", "e1", "return 1", 1);
 }
 
-/* An asynchronous call on its own REQ context. */
+/* An asynchronous call: a frame sent with its own tag, whose reply is collected later. */
 typedef struct acall {
-	nng_ctx ctx;
-	nng_aio *aio;
+	uint64_t tag;
 } acall;
 
 static void
 acall_start(fx *f, acall *a, const char *tenant, const char *src)
 {
 	Moonjail__V1__Eval ev = MOONJAIL__V1__EVAL__INIT;
-	nng_msg *msg;
 	uint8_t *buf;
 	size_t len;
 
-	assert_int_equal(nng_ctx_open(&a->ctx, f->sock), 0);
-	assert_int_equal(nng_aio_alloc(&a->aio, NULL, NULL), 0);
-	nng_aio_set_timeout(a->aio, RECV_TIMEOUT_MS);
 	ev.source.data = (uint8_t *)src;
 	ev.source.len = strlen(src);
 	pack_call(f, tenant, NULL, MOONJAIL__V1__REQUEST__OP_EVAL, &ev, &buf, &len);
-	assert_int_equal(nng_msg_alloc(&msg, 0), 0);
-	assert_int_equal(nng_msg_append(msg, buf, len), 0);
+	a->tag = send_frame(f, buf, len);
 	mj_free(buf);
-	nng_aio_set_msg(a->aio, msg);
-	nng_ctx_send(a->ctx, a->aio);
-	nng_aio_wait(a->aio);
-	assert_int_equal(nng_aio_result(a->aio), 0);
-	nng_ctx_recv(a->ctx, a->aio);
 }
 
 static Moonjail__V1__Response *
-acall_finish(acall *a)
+acall_finish(fx *f, acall *a)
 {
-	Moonjail__V1__Response *r;
-	nng_msg *msg;
-
-	nng_aio_wait(a->aio);
-	if (nng_aio_result(a->aio) != 0)
-		fail_msg("no reply: %s", nng_strerror(nng_aio_result(a->aio)));
-	msg = nng_aio_get_msg(a->aio);
-	r = decode(nng_msg_body(msg), nng_msg_len(msg));
-	nng_msg_free(msg);
-	nng_aio_free(a->aio);
-	nng_ctx_close(a->ctx);
-	return r;
+	return await_reply(f, a->tag);
 }
 
 static void
@@ -1089,7 +1257,7 @@ test_cpu_burner_does_not_stall_others(void **state)
 	while (now_ms() - start < 1200 && calls < 100000) {
 		t0 = now_ms();
 		acall_start(f, &b, "B", "return 1 + 1");
-		r = acall_finish(&b);
+		r = acall_finish(f, &b);
 		took = now_ms() - t0;
 		assert_ok(r);
 		assert_int_equal(int_value(r, 0), 2);
@@ -1097,7 +1265,7 @@ test_cpu_burner_does_not_stall_others(void **state)
 		worst = took > worst ? took : worst;
 		calls++;
 	}
-	r = acall_finish(&burner);
+	r = acall_finish(f, &burner);
 	assert_kind(r, MJ_KIND_TIMEOUT);
 	free_resp(r);
 	print_message("tenant B: %u calls while A burned CPU, worst latency %llu ms\n", calls,
@@ -1125,7 +1293,7 @@ test_engine_requests_run_in_order(void **state)
 		acall_start(f, &a[i], "fifo", "n = n + 1 return n");
 	}
 	for (i = 0; i < 4; i++) {
-		r = acall_finish(&a[i]);
+		r = acall_finish(f, &a[i]);
 		assert_ok(r);
 		assert_int_equal(int_value(r, 0), i + 1);
 		free_resp(r);
@@ -1138,8 +1306,6 @@ test_sigterm_finishes_running_call(void **state)
 	fx *f = *state;
 	Moonjail__V1__Response *r;
 	acall a;
-	int st = 0, i;
-	pid_t got = 0;
 
 	P.defaults.timeout_ms = 5000;
 	P.max = P.defaults;
@@ -1151,19 +1317,11 @@ test_sigterm_finishes_running_call(void **state)
 	acall_start(f, &a, "z", "local t = os.clock() while os.clock() - t < 0.4 do end return 7");
 	sleep_ms(100);
 	assert_int_equal(kill(f->pid, SIGTERM), 0);
-	r = acall_finish(&a);
+	r = acall_finish(f, &a);
 	assert_ok(r);
 	assert_int_equal(int_value(r, 0), 7);
 	free_resp(r);
-	for (i = 0; i < 200 && got == 0; i++) {
-		got = waitpid(f->pid, &st, WNOHANG);
-		if (got == 0)
-			sleep_ms(50);
-	}
-	assert_int_equal(got, f->pid);
-	f->pid = 0;
-	assert_true(WIFEXITED(st));
-	assert_int_equal(WEXITSTATUS(st), 0);
+	assert_int_equal(wait_exit(f, 10000), 0);
 }
 
 int
@@ -1181,7 +1339,11 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_stats_and_ping, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_oversized_message, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_peer_close_exits, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_truncated_frame_exits, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_truncated_header_exits, setup, teardown),
 	    cmocka_unit_test(test_usage_errors),
+	    cmocka_unit_test(test_fd_not_a_socket),
 	    cmocka_unit_test_setup_teardown(test_lru_eviction, setup_small_budget, teardown),
 	    cmocka_unit_test_setup_teardown(test_quotas, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cpu_burner_does_not_stall_others,

@@ -1,9 +1,10 @@
-/* moonjail-worker: the process that runs tenants' engines for the supervisor, one REP socket. */
+/* moonjail-worker: the process that runs tenants' engines for the supervisor, over one stream. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,26 +16,22 @@
 #include "worker.h"
 
 #include <linux/capability.h>
-#include <nng/protocol/reqrep0/rep.h>
 #include <sys/syscall.h>
 
-/* How long a synchronous dial keeps retrying while the supervisor's listener comes up. */
-#define DIAL_ATTEMPTS 100
-#define DIAL_PAUSE_MS 50
 /* SIGTERM lets running calls finish for at most this long. */
 #define DRAIN_MS 10000
 
 static const char usage[] =
-    "usage: moonjail-worker --connect URL --id N [options]\n"
-    "Runs tenants' Lua engines for moonjaild. Started only by the supervisor (fork + exec): it\n"
-    "dials the supervisor's private socket, answers WorkerRequests (internal.proto) with\n"
-    "Responses, and holds no configuration: each request carries its tenant's policy.\n"
+    "usage: moonjail-worker --fd N --id N [options]\n"
+    "Runs tenants' Lua engines for moonjaild. Started only by the supervisor (fork + exec),\n"
+    "which hands it one end of a private stream socket: it reads framed WorkerRequests\n"
+    "(internal.proto) and answers each with a Response, and holds no configuration: each\n"
+    "request carries its tenant's policy.\n"
     "\n"
     "options:\n"
-    "  --connect URL         the supervisor's address for this worker (for example ipc://...)\n"
+    "  --fd N                the inherited stream socket to the supervisor\n"
     "  --id N                this worker's number, shown in logs\n"
     "  --executors K         threads that run engines (default: number of CPUs, at least 2)\n"
-    "  --contexts M          requests received at once (default 32)\n"
     "  --memory-budget SIZE  Lua heap of all engines before idle ones are evicted, least\n"
     "                        recently used first (default 1G; suffixes K M G KiB MiB GiB)\n"
     "  --chroot DIR          an empty directory to make the root before the first request\n"
@@ -43,8 +40,8 @@ static const char usage[] =
     "\n"
     "Before the first request the worker confines itself for good: rlimits, chroot, the\n"
     "privilege drop, no_new_privs and a seccomp allowlist (docs/SECURITY.md).\n"
-    "Logs go to stderr, one line per event. SIGTERM or SIGINT: stop receiving, let running\n"
-    "calls finish, exit 0.\n";
+    "Logs go to stderr, one line per event. SIGTERM or SIGINT: refuse new calls, let queued\n"
+    "and running calls finish, exit 0. The end of the stream: exit 1.\n";
 
 static unsigned log_id;
 
@@ -127,12 +124,9 @@ narrow_capabilities(const mj_confine_opts *o)
 /* Set once the filter is in place. */
 static bool confined;
 
-/* Set once SIGTERM arrives: the supervisor's pipe going away is then expected. */
-static atomic_bool shutting_down;
-
-/* Confinement runs after the socket is connected (no more socket(2)/connect(2) needed), after
- * every thread exists (the executors, nng's and the engine watchdog; TSYNC covers them and no
- * thread may start later), and before the first request is received. */
+/* Confinement runs with the stream already connected (it was made before exec), after every
+ * thread exists (the executors, the reader and the engine watchdog; TSYNC covers them and no
+ * thread may start later), and before the first request is read. */
 static int
 worker_confine(const mj_confine_opts *opts)
 {
@@ -155,29 +149,19 @@ worker_confine(const mj_confine_opts *opts)
 	return 0;
 }
 
-/* After confinement the worker cannot redial (socket(2) is forbidden), so a lost supervisor
- * connection ends the process; the supervisor starts a replacement. */
-static void
-pipe_gone(nng_pipe p, nng_pipe_ev ev, void *arg)
-{
-	(void)p, (void)ev, (void)arg;
-	if (atomic_load(&shutting_down))
-		return;
-	wk_log("event=exit reason=supervisor_connection_lost");
-	_exit(1);
-}
-
-/* Descriptors a worker does not need are closed before nng opens any: what remains at
- * confinement is stderr and nng's own. stdin and stdout become /dev/null so a stray write
- * cannot reach the supervisor's terminal or pipe. */
+/* Descriptors a worker does not need are closed: what remains at confinement is stderr and
+ * the stream. stdin and stdout become /dev/null so a stray write cannot reach the supervisor's
+ * terminal or pipe. */
 static int
-close_inherited(void)
+close_inherited(int keep)
 {
 	int fd;
 
-	if (syscall(SYS_close_range, 3u, ~0u, 0u) != 0) {
+	if ((keep > 3 && syscall(SYS_close_range, 3u, (unsigned)keep - 1, 0u) != 0) ||
+	    syscall(SYS_close_range, (unsigned)keep + 1, ~0u, 0u) != 0) {
 		for (fd = 3; fd < 1024; fd++)
-			close(fd);
+			if (fd != keep)
+				close(fd);
 	}
 	if ((fd = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
 		return -1;
@@ -222,21 +206,16 @@ address_space_for(size_t budget)
 	return budget * 2 + room;
 }
 
-static int
-dial(nng_socket sock, const char *url)
+/* The stream must be a connected socket that only this process and moonjaild hold. */
+static bool
+stream_ok(int fd)
 {
-	struct timespec pause = {0, DIAL_PAUSE_MS * 1000000L};
-	int rv = 0, i;
+	struct stat st;
+	int type = 0;
+	socklen_t tl = sizeof(type);
 
-	for (i = 0; i < DIAL_ATTEMPTS; i++) {
-		/* Synchronous, so the first connection exists before confinement. */
-		if ((rv = nng_dial(sock, url, NULL, 0)) == 0)
-			return 0;
-		if (rv != NNG_ECONNREFUSED && rv != NNG_ENOENT)
-			break;
-		nanosleep(&pause, NULL);
-	}
-	return rv;
+	return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) &&
+	       getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 && type == SOCK_STREAM;
 }
 
 int
@@ -244,12 +223,12 @@ main(int argc, char **argv)
 {
 	wk_worker w;
 	mj_confine_opts copts;
-	const char *url = NULL;
-	bool have_id = false;
+	unsigned fd = 0;
+	bool have_id = false, have_fd = false;
 	sigset_t sigs;
 	size_t nengines;
 	long ncpu;
-	int rv, sig, a, rc = 1;
+	int sig, a, rc = 1;
 
 	memset(&w, 0, sizeof(w));
 	memset(&copts, 0, sizeof(copts));
@@ -258,7 +237,6 @@ main(int argc, char **argv)
 #endif
 	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	w.nexec = ncpu < 2 ? 2 : ncpu > 256 ? 256 : (unsigned)ncpu;
-	w.nctx = 32;
 	w.budget = (size_t)1 << 30;
 	for (a = 1; a < argc; a++) {
 		const char *o = argv[a];
@@ -266,8 +244,10 @@ main(int argc, char **argv)
 		if (strcmp(o, "-h") == 0 || strcmp(o, "--help") == 0) {
 			fputs(usage, stdout);
 			return 0;
-		} else if (strcmp(o, "--connect") == 0 && v) {
-			url = v, a++;
+		} else if (strcmp(o, "--fd") == 0 && v) {
+			if (!parse_uint(v, 3, 65535, &fd))
+				return die_usage("bad descriptor (3-65535)", v);
+			have_fd = true, a++;
 		} else if (strcmp(o, "--id") == 0 && v) {
 			if (!parse_uint(v, 0, 1000000, &w.id))
 				return die_usage("bad worker id", v);
@@ -275,11 +255,6 @@ main(int argc, char **argv)
 		} else if (strcmp(o, "--executors") == 0 && v) {
 			if (!parse_uint(v, 1, 256, &w.nexec))
 				return die_usage("bad executor count (1-256)", v);
-			a++;
-		} else if (strcmp(o, "--contexts") == 0 && v) {
-			/* Bounded: nng 1.5 degrades with thousands of contexts. */
-			if (!parse_uint(v, 1, 1024, &w.nctx))
-				return die_usage("bad context count (1-1024)", v);
 			a++;
 		} else if (strcmp(o, "--memory-budget") == 0 && v) {
 			if (mj_parse_size(v, &w.budget) != MJ_OK || w.budget == 0)
@@ -295,11 +270,16 @@ main(int argc, char **argv)
 			return die_usage("unknown or incomplete option", o);
 		}
 	}
-	if (url == NULL || !have_id)
-		return die_usage("--connect and --id are required", NULL);
+	if (!have_fd || !have_id)
+		return die_usage("--fd and --id are required", NULL);
 	wk_log_set_id(w.id);
 	copts.address_space = address_space_for(w.budget);
-	if (close_inherited() != 0) {
+	w.fd = (int)fd;
+	if (!stream_ok(w.fd)) {
+		wk_log("event=error what=stream fd=%d error=\"not a stream socket\"", w.fd);
+		return 1;
+	}
+	if (close_inherited(w.fd) != 0) {
 		wk_log("event=error what=descriptors error=\"%s\"", strerror(errno));
 		return 1;
 	}
@@ -334,38 +314,18 @@ main(int argc, char **argv)
 		wk_log("event=error what=engine_global_init");
 		goto fail_engine;
 	}
-	if ((rv = nng_rep0_open(&w.sock)) != 0) {
-		wk_log("event=error what=nng_rep0_open error=\"%s\"", nng_strerror(rv));
-		goto fail_engine;
-	}
-	if ((rv = nng_socket_set_size(w.sock, NNG_OPT_RECVMAXSZ, WK_RECV_MAX)) != 0) {
-		wk_log("event=error what=recvmaxsz error=\"%s\"", nng_strerror(rv));
-		goto fail_socket;
-	}
-	/* Before the dial: a connection the supervisor refuses or drops at any point must end
-	 * the process, never leave nng to redial after confinement (socket(2) would kill it). */
-	if ((rv = nng_pipe_notify(w.sock, NNG_PIPE_EV_REM_POST, pipe_gone, NULL)) != 0) {
-		wk_log("event=error what=pipe_notify error=\"%s\"", nng_strerror(rv));
-		goto fail_socket;
-	}
-	if ((rv = dial(w.sock, url)) != 0) {
-		wk_log("event=error what=connect url=%s error=\"%s\"", url, nng_strerror(rv));
-		goto fail_socket;
-	}
-	wk_log("event=connect url=%s", url);
 	if (wk_serve_init(&w) != MJ_OK)
-		goto fail_socket;
+		goto fail_engine;
 	if (worker_confine(&copts) != 0)
 		goto fail_serve;
 	wk_serve_start(&w);
-	wk_log("event=start pid=%ld executors=%u contexts=%u memory_budget=%zu", (long)getpid(),
-	       w.nexec, w.nctx, w.budget);
+	wk_log("event=start pid=%ld executors=%u memory_budget=%zu", (long)getpid(), w.nexec,
+	       w.budget);
 
 	for (;;) {
 		if (sigwait(&sigs, &sig) == 0)
 			break;
 	}
-	atomic_store(&shutting_down, true);
 	pthread_mutex_lock(&w.mu);
 	nengines = w.nengines;
 	pthread_mutex_unlock(&w.mu);
@@ -382,8 +342,6 @@ fail_serve:
 	if (rc != 0)
 		wk_serve_stop(&w, 0);
 	wk_serve_fini(&w);
-fail_socket:
-	nng_close(w.sock);
 fail_engine:
 	wk_table_fini(&w);
 fail_table:
@@ -392,7 +350,6 @@ fail_idle_cv:
 	pthread_cond_destroy(&w.work_cv);
 fail_work_cv:
 	pthread_mutex_destroy(&w.mu);
-	nng_fini();
 	/* Exit handlers may make syscalls the filter forbids (LeakSanitizer's exit-time check
 	 * stops the world with ptrace, for one): a confined worker skips them. Nothing is
 	 * buffered: stdout is /dev/null and stderr unbuffered. */

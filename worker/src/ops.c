@@ -279,7 +279,7 @@ chunk_name(const char *name)
 
 /* Creates s's engine with cfg under the tenant's quotas. The reply is filled on failure. */
 static bool
-engine_create(wk_worker *w, wk_slot *s, wk_ctx *c, const mj_engine_config *cfg, reply *rp)
+engine_create(wk_worker *w, wk_slot *s, wk_job *c, const mj_engine_config *cfg, reply *rp)
 {
 	char why[256];
 	mj_err err;
@@ -329,7 +329,7 @@ engine_destroy(wk_worker *w, wk_slot *s)
 }
 
 static void
-op_create(wk_worker *w, wk_slot *s, wk_ctx *c, reply *rp)
+op_create(wk_worker *w, wk_slot *s, wk_job *c, reply *rp)
 {
 	const Moonjail__V1__Create *cr = c->req->create;
 	const char *const *known = mj_engine_known_modules();
@@ -386,7 +386,7 @@ op_create(wk_worker *w, wk_slot *s, wk_ctx *c, reply *rp)
 
 /* The engine a state-changing operation works on, created on first use with the defaults. */
 static bool
-engine_ensure(wk_worker *w, wk_slot *s, wk_ctx *c, reply *rp)
+engine_ensure(wk_worker *w, wk_slot *s, wk_job *c, reply *rp)
 {
 	mj_engine_config cfg;
 	char why[256];
@@ -422,7 +422,7 @@ engine_lost(wk_worker *w, wk_slot *s, reply *rp, const char *what)
 }
 
 static void
-op_code(wk_worker *w, wk_slot *s, wk_ctx *c, reply *rp, bool eval)
+op_code(wk_worker *w, wk_slot *s, wk_job *c, reply *rp, bool eval)
 {
 	const ProtobufCBinaryData *src = eval ? &c->req->eval->source : &c->req->run->source;
 	const char *name = chunk_name(eval ? c->req->eval->chunk_name : c->req->run->chunk_name);
@@ -459,7 +459,7 @@ engine_detail(const mj_engine *e, mj_err err)
 }
 
 static void
-op_namespace(wk_worker *w, wk_slot *s, wk_ctx *c, reply *rp, bool set)
+op_namespace(wk_worker *w, wk_slot *s, wk_job *c, reply *rp, bool set)
 {
 	char why[256] = "";
 	mj_value v;
@@ -517,7 +517,7 @@ op_stats(wk_worker *w, wk_slot *s, reply *rp)
 }
 
 void
-wk_ops_execute(wk_worker *w, wk_slot *s, wk_ctx *c, uint8_t **out, size_t *outlen)
+wk_ops_execute(wk_worker *w, wk_slot *s, wk_job *c, uint8_t **out, size_t *outlen)
 {
 	const mj_request *req = c->req;
 	reply rp;

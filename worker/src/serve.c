@@ -1,146 +1,137 @@
-/* Request flow: REP contexts decode and queue, executor threads run each engine in order. */
+/* Request flow: executors take turns reading the stream (one at a time, so frames are decoded
+ * and queued in order), run each engine's jobs in order and write the replies. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "worker.h"
 
 /* Lua needs at least 4 MiB of C stack per calling thread (see docs/engine.md). */
 #define WK_EXEC_STACK ((size_t)8 << 20)
 
+/* The stream to moonjaild failed outside a shutdown: nothing more can be answered, and a
+ * confined worker cannot reconnect. moonjaild answers the calls in flight and starts a
+ * replacement. */
 static void
-ctx_set_state(wk_worker *w, wk_ctx *c, wk_state st)
+connection_lost(wk_worker *w, int err)
 {
-	bool was = c->state == WK_DECODE || c->state == WK_JOB || c->state == WK_SEND;
-	bool is = st == WK_DECODE || st == WK_JOB || st == WK_SEND;
-
-	c->state = st;
-	if (was && !is) {
-		w->busy--;
-		pthread_cond_broadcast(&w->idle_cv);
-	} else if (!was && is) {
-		w->busy++;
-	}
-}
-
-/* Starts the next receive, unless the worker is stopping. Called without w->mu. */
-static void
-ctx_recv(wk_ctx *c)
-{
-	wk_worker *w = c->w;
-	bool go;
+	bool stopping;
 
 	pthread_mutex_lock(&w->mu);
-	go = !w->stopping;
-	ctx_set_state(w, c, go ? WK_RECV : WK_IDLE);
+	stopping = w->stopping;
 	pthread_mutex_unlock(&w->mu);
-	if (go)
-		nng_ctx_recv(c->ctx, c->aio);
+	if (stopping)
+		return;
+	wk_log("event=exit reason=supervisor_connection_lost error=\"%s\"",
+	       err != 0 ? strerror(err) : "end of stream");
+	_exit(1);
 }
 
-/* Sends buf as c's reply; a REP context must answer before it can receive again. */
+/* Writes buf (mj_malloc'd, taken) as the reply to tag. */
 static void
-ctx_send(wk_ctx *c, uint8_t *buf, size_t len)
+send_reply(wk_worker *w, uint64_t tag, uint8_t *buf, size_t len)
 {
-	wk_worker *w = c->w;
-	nng_msg *msg = NULL;
+	int rc, err;
 
-	if (buf == NULL || nng_msg_alloc(&msg, len) != 0) {
-		/* Without a reply the supervisor's request stays pending until its socket notices
-		 * the worker is gone; that only happens when memory is exhausted. */
-		mj_free(buf);
+	if (buf == NULL) {
+		/* Only when memory is exhausted: the call then ends at moonjaild's hard deadline.
+		 */
 		wk_log("event=reply_lost reason=out_of_memory");
-		ctx_recv(c);
 		return;
 	}
-	memcpy(nng_msg_body(msg), buf, len);
+	pthread_mutex_lock(&w->wmu);
+	rc = mj_frame_write(w->fd, tag, buf, len);
+	err = errno;
+	pthread_mutex_unlock(&w->wmu);
 	mj_free(buf);
-	pthread_mutex_lock(&w->mu);
-	ctx_set_state(w, c, WK_SEND);
-	pthread_mutex_unlock(&w->mu);
-	nng_aio_set_msg(c->aio, msg);
-	nng_ctx_send(c->ctx, c->aio);
+	if (rc != 0)
+		connection_lost(w, err);
 }
 
 static void
-ctx_reply_error(wk_ctx *c, uint64_t id, mj_kind kind, const char *msg)
+reply_error(wk_worker *w, uint64_t tag, uint64_t id, mj_kind kind, const char *msg)
 {
 	uint8_t *buf;
 	size_t len;
 
 	wk_ops_error(id, kind, msg, &buf, &len);
-	ctx_send(c, buf, len);
+	send_reply(w, tag, buf, len);
 }
 
 static void
-job_clear(wk_ctx *c)
+job_free(wk_job *j)
 {
-	mj_proto_free(c->req != NULL ? &c->req->base : NULL);
-	mj_proto_free(c->wreq != NULL ? &c->wreq->base : NULL);
-	c->req = NULL;
-	c->wreq = NULL;
+	if (j == NULL)
+		return;
+	mj_proto_free(j->req != NULL ? &j->req->base : NULL);
+	mj_proto_free(j->wreq != NULL ? &j->wreq->base : NULL);
+	mj_free(j);
 }
 
-/* Decodes a received WorkerRequest and queues it; every failure is answered at once. */
+/* Decodes one frame and queues it on its engine's slot; every failure is answered at once. */
 static void
-ctx_received(wk_ctx *c, nng_msg *msg)
+received(wk_worker *w, uint64_t tag, const uint8_t *payload, size_t len)
 {
-	wk_worker *w = c->w;
 	mj_proto_caps caps;
 	ProtobufCMessage *m = NULL;
 	char why[256] = "";
 	uint64_t id = 0;
 	uint8_t *buf;
-	size_t len;
+	size_t blen;
 	wk_slot *s;
+	wk_job *j;
 
+	if ((j = mj_calloc(1, sizeof(*j))) == NULL) {
+		reply_error(w, tag, 0, MJ_KIND_INTERNAL, "out of memory");
+		return;
+	}
+	j->tag = tag;
 	mj_proto_caps_default(&caps);
 	caps.max_bytes = WK_RECV_MAX;
 	caps.max_messages = 1u << 20;
 	caps.memory_budget = 64u << 20;
-	if (mj_proto_unpack(&moonjail__internal__v1__worker_request__descriptor, nng_msg_body(msg),
-	                    nng_msg_len(msg), &caps, &m, why, sizeof(why)) != MJ_OK) {
-		nng_msg_free(msg);
+	if (mj_proto_unpack(&moonjail__internal__v1__worker_request__descriptor, payload, len,
+	                    &caps, &m, why, sizeof(why)) != MJ_OK)
 		goto bad;
-	}
-	nng_msg_free(msg);
-	c->wreq = (Moonjail__Internal__V1__WorkerRequest *)m;
+	j->wreq = (Moonjail__Internal__V1__WorkerRequest *)m;
 	caps.max_bytes = 16u << 20;
-	if (mj_proto_unpack(&moonjail__v1__request__descriptor, c->wreq->request.data,
-	                    c->wreq->request.len, &caps, &m, why, sizeof(why)) != MJ_OK)
+	if (mj_proto_unpack(&moonjail__v1__request__descriptor, j->wreq->request.data,
+	                    j->wreq->request.len, &caps, &m, why, sizeof(why)) != MJ_OK)
 		goto bad;
-	c->req = (mj_request *)m;
-	id = c->req->id;
-	if (!wk_ops_validate(c->req, why, sizeof(why)))
+	j->req = (mj_request *)m;
+	id = j->req->id;
+	if (!wk_ops_validate(j->req, why, sizeof(why)))
 		goto bad;
-	if (!wk_ops_policy(c->wreq->policy, &c->defaults, &c->policy, why, sizeof(why)))
+	if (!wk_ops_policy(j->wreq->policy, &j->defaults, &j->policy, why, sizeof(why)))
 		goto bad;
-	if (c->req->op_case == MOONJAIL__V1__REQUEST__OP_PING) {
-		job_clear(c);
-		wk_ops_ok(id, &buf, &len);
-		ctx_send(c, buf, len);
+	if (j->req->op_case == MOONJAIL__V1__REQUEST__OP_PING) {
+		job_free(j);
+		wk_ops_ok(id, &buf, &blen);
+		send_reply(w, tag, buf, blen);
 		return;
 	}
 	pthread_mutex_lock(&w->mu);
 	if (w->stopping) {
 		pthread_mutex_unlock(&w->mu);
-		job_clear(c);
-		ctx_reply_error(c, id, MJ_KIND_ENGINE_LOST, "the worker is shutting down");
+		job_free(j);
+		reply_error(w, tag, id, MJ_KIND_ENGINE_LOST, "the worker is shutting down");
 		return;
 	}
-	if ((s = wk_table_get(w, c->req->tenant, wk_ops_engine_name(c->req))) == NULL) {
+	if ((s = wk_table_get(w, j->req->tenant, wk_ops_engine_name(j->req))) == NULL) {
 		pthread_mutex_unlock(&w->mu);
-		job_clear(c);
-		ctx_reply_error(c, id, MJ_KIND_INTERNAL, "out of memory");
+		job_free(j);
+		reply_error(w, tag, id, MJ_KIND_INTERNAL, "out of memory");
 		return;
 	}
-	ctx_set_state(w, c, WK_JOB);
-	c->next = NULL;
+	w->busy++;
 	if (s->tail != NULL)
-		s->tail->next = c;
+		s->tail->next = j;
 	else
-		s->head = c;
-	s->tail = c;
+		s->head = j;
+	s->tail = j;
 	if (!s->running && !s->ready) {
 		s->ready = true;
 		s->ready_next = NULL;
@@ -149,7 +140,6 @@ ctx_received(wk_ctx *c, nng_msg *msg)
 		else
 			w->ready_head = s;
 		w->ready_tail = s;
-		pthread_cond_signal(&w->work_cv);
 	}
 	pthread_mutex_unlock(&w->mu);
 	return;
@@ -157,53 +147,56 @@ ctx_received(wk_ctx *c, nng_msg *msg)
 bad:
 	/* Names in a bad request are not trusted enough to log. */
 	wk_log("event=bad_request id=%llu reason=\"%s\"", (unsigned long long)id, why);
-	job_clear(c);
-	ctx_reply_error(c, id, MJ_KIND_BAD_REQUEST, why);
+	job_free(j);
+	reply_error(w, tag, id, MJ_KIND_BAD_REQUEST, why);
 }
 
-static void
-ctx_cb(void *arg)
+/* Reads what the stream has (blocking until something arrives) and queues or answers every
+ * whole frame. The caller holds the reader role, not w->mu. false at the end of the stream
+ * during a shutdown; any other end of the stream ends the process. */
+static bool
+read_some(wk_worker *w)
 {
-	wk_ctx *c = arg;
-	wk_worker *w = c->w;
-	int rv = nng_aio_result(c->aio);
-	wk_state st;
+	const uint8_t *payload;
+	char msg[128];
+	uint64_t tag;
+	size_t len;
+	ssize_t n;
 
-	pthread_mutex_lock(&w->mu);
-	st = c->state;
-	if (st == WK_RECV && rv == 0)
-		ctx_set_state(w, c, WK_DECODE);
-	pthread_mutex_unlock(&w->mu);
-	if (st == WK_SEND) {
-		if (rv != 0)
-			nng_msg_free(nng_aio_get_msg(c->aio));
-		ctx_recv(c);
-		return;
-	}
-	if (rv != 0) {
-		/* Closed or stopped: this context is done. Anything else is transient. */
-		if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
-			pthread_mutex_lock(&w->mu);
-			ctx_set_state(w, c, WK_IDLE);
-			pthread_mutex_unlock(&w->mu);
-			return;
+	if ((n = mj_frame_fill(&w->in, w->fd)) <= 0) {
+		if (n < 0 && errno == ENOMEM) {
+			/* A frame within the limit that does not fit in memory: the stream cannot
+			 * be resynchronised without reading it. */
+			wk_log("event=exit reason=out_of_memory what=\"request buffer\"");
+			_exit(1);
 		}
-		ctx_recv(c);
-		return;
+		connection_lost(w, n < 0 ? errno : 0);
+		return false;
 	}
-	ctx_received(c, nng_aio_get_msg(c->aio));
+	for (;;) {
+		switch (mj_frame_next(&w->in, &tag, &payload, &len)) {
+		case MJ_FRAME_OK:
+			received(w, tag, payload, len);
+			continue;
+		case MJ_FRAME_TOO_BIG:
+			wk_log("event=bad_request reason=\"frame of %zu bytes\"", len);
+			snprintf(msg, sizeof(msg),
+			         "the request is %zu bytes; the largest accepted is %zu", len,
+			         (size_t)WK_RECV_MAX);
+			reply_error(w, tag, 0, MJ_KIND_BAD_REQUEST, msg);
+			continue;
+		case MJ_FRAME_NONE:
+			return true;
+		}
+	}
 }
 
-/* Takes the next ready slot, waiting for one; NULL when the executors must leave. */
+/* Takes the next ready slot. Called with w->mu held and a slot ready. */
 static wk_slot *
 ready_pop(wk_worker *w)
 {
-	wk_slot *s;
+	wk_slot *s = w->ready_head;
 
-	while (w->ready_head == NULL && !w->quit)
-		pthread_cond_wait(&w->work_cv, &w->mu);
-	if ((s = w->ready_head) == NULL)
-		return NULL;
 	w->ready_head = s->ready_next;
 	if (w->ready_head == NULL)
 		w->ready_tail = NULL;
@@ -213,132 +206,173 @@ ready_pop(wk_worker *w)
 	return s;
 }
 
-static void *
-executor(void *arg)
+/* Runs one job of slot s and answers it. Called with w->mu held; returns with it held. */
+static void
+run_one(wk_worker *w, wk_slot *s)
 {
-	wk_worker *w = arg;
-	wk_slot *s, *evicted;
-	wk_ctx *c;
+	wk_slot *evicted;
+	wk_job *j;
 	uint8_t *buf;
 	size_t len;
 	bool stopping;
 
+	j = s->head;
+	s->head = j->next;
+	if (s->head == NULL)
+		s->tail = NULL;
+	j->next = NULL;
+	stopping = w->stopping;
+	pthread_mutex_unlock(&w->mu);
+
+	if (stopping)
+		wk_ops_error(j->req->id, MJ_KIND_ENGINE_LOST, "the worker is shutting down", &buf,
+		             &len);
+	else
+		wk_ops_execute(w, s, j, &buf, &len);
+
+	pthread_mutex_lock(&w->mu);
+	s->running = false;
+	if (s->engine != NULL)
+		wk_table_update(w, s, mj_engine_memory(s->engine));
+	if (s->head != NULL) {
+		/* One job per turn: a tenant with a long queue waits behind the others. */
+		s->ready = true;
+		if (w->ready_tail != NULL)
+			w->ready_tail->ready_next = s;
+		else
+			w->ready_head = s;
+		w->ready_tail = s;
+	} else {
+		wk_table_release(w, s);
+	}
+	evicted = wk_table_evict(w);
+	pthread_mutex_unlock(&w->mu);
+
+	send_reply(w, j->tag, buf, len);
+	job_free(j);
+	wk_table_free_evicted(evicted);
+	pthread_mutex_lock(&w->mu);
+	w->busy--;
+	if (w->busy == 0)
+		pthread_cond_broadcast(&w->idle_cv);
+}
+
+/* Each executor runs ready jobs, or else reads the stream when no other executor is reading,
+ * or else waits. The one that read runs a job it queued itself, so a call reaches Lua without
+ * a thread hand-off, and wakes another executor to read meanwhile: a long call never leaves
+ * the stream unread while an executor is free. */
+static void *
+executor(void *arg)
+{
+	wk_worker *w = arg;
+
 	pthread_mutex_lock(&w->mu);
 	w->started++;
 	pthread_cond_broadcast(&w->idle_cv);
-	while ((s = ready_pop(w)) != NULL) {
-		c = s->head;
-		s->head = c->next;
-		if (s->head == NULL)
-			s->tail = NULL;
-		c->next = NULL;
-		stopping = w->stopping;
-		pthread_mutex_unlock(&w->mu);
-
-		if (stopping)
-			wk_ops_error(c->req->id, MJ_KIND_ENGINE_LOST, "the worker is shutting down",
-			             &buf, &len);
-		else
-			wk_ops_execute(w, s, c, &buf, &len);
-		job_clear(c);
-
-		pthread_mutex_lock(&w->mu);
-		s->running = false;
-		if (s->engine != NULL)
-			wk_table_update(w, s, mj_engine_memory(s->engine));
-		if (s->head != NULL) {
-			/* One job per turn: a tenant with a long queue waits behind the others. */
-			s->ready = true;
-			if (w->ready_tail != NULL)
-				w->ready_tail->ready_next = s;
-			else
-				w->ready_head = s;
-			w->ready_tail = s;
-			pthread_cond_signal(&w->work_cv);
-		} else {
-			wk_table_release(w, s);
+	while (!w->go && !w->quit)
+		pthread_cond_wait(&w->work_cv, &w->mu);
+	while (!w->quit) {
+		if (w->ready_head != NULL) {
+			wk_slot *s = ready_pop(w);
+			/* Someone else runs the next ready slot, or takes the stream. */
+			if (w->ready_head != NULL || (!w->reading && !w->eof))
+				pthread_cond_signal(&w->work_cv);
+			run_one(w, s);
+			continue;
 		}
-		evicted = wk_table_evict(w);
-		pthread_mutex_unlock(&w->mu);
-
-		ctx_send(c, buf, len);
-		wk_table_free_evicted(evicted);
-		pthread_mutex_lock(&w->mu);
+		if (!w->reading && !w->eof) {
+			bool more;
+			w->reading = true;
+			pthread_mutex_unlock(&w->mu);
+			more = read_some(w);
+			pthread_mutex_lock(&w->mu);
+			w->reading = false;
+			if (!more) {
+				w->eof = true;
+				pthread_cond_broadcast(&w->work_cv);
+			}
+			continue;
+		}
+		pthread_cond_wait(&w->work_cv, &w->mu);
 	}
 	pthread_mutex_unlock(&w->mu);
 	return NULL;
+}
+
+static void
+stop_threads(wk_worker *w)
+{
+	unsigned i;
+
+	pthread_mutex_lock(&w->mu);
+	w->quit = true;
+	pthread_cond_broadcast(&w->work_cv);
+	pthread_cond_broadcast(&w->idle_cv);
+	pthread_mutex_unlock(&w->mu);
+	for (i = 0; i < w->nthreads; i++)
+		pthread_join(w->threads[i], NULL);
+	w->nthreads = 0;
 }
 
 mj_err
 wk_serve_init(wk_worker *w)
 {
 	pthread_attr_t attr;
-	unsigned i;
+	unsigned i, want;
 	int rv;
 
-	if ((w->ctxs = mj_calloc(w->nctx, sizeof(*w->ctxs))) == NULL)
+	if (pthread_mutex_init(&w->wmu, NULL) != 0)
 		return MJ_ENOMEM;
+	if (mj_frame_reader_init(&w->in, WK_RECV_MAX) != MJ_OK)
+		goto fail_reader_buf;
 	if ((w->threads = mj_calloc(w->nexec, sizeof(*w->threads))) == NULL)
-		goto fail;
-	for (i = 0; i < w->nctx; i++) {
-		wk_ctx *c = &w->ctxs[i];
-		c->w = w;
-		if ((rv = nng_ctx_open(&c->ctx, w->sock)) != 0) {
-			wk_log("event=error what=nng_ctx_open error=\"%s\"", nng_strerror(rv));
-			goto fail;
-		}
-		c->opened = true;
-		if ((rv = nng_aio_alloc(&c->aio, ctx_cb, c)) != 0) {
-			wk_log("event=error what=nng_aio_alloc error=\"%s\"", nng_strerror(rv));
-			goto fail;
-		}
-	}
+		goto fail_threads;
 	if (pthread_attr_init(&attr) != 0)
-		goto fail;
+		goto fail_attr;
 	pthread_attr_setstacksize(&attr, WK_EXEC_STACK);
 	for (i = 0; i < w->nexec; i++) {
 		if ((rv = pthread_create(&w->threads[i], &attr, executor, w)) != 0) {
 			wk_log("event=error what=pthread_create error=\"%s\"", strerror(rv));
-			pthread_attr_destroy(&attr);
-			goto fail;
+			goto fail_create;
 		}
 		w->nthreads++;
 	}
 	pthread_attr_destroy(&attr);
 	/* Confinement follows, and a thread that has not run yet would meet the filter in its
-	 * own start-up: wait until each executor is in its loop. */
+	 * own start-up: wait until each thread is in its loop. */
+	want = w->nthreads;
 	pthread_mutex_lock(&w->mu);
-	while (w->started < w->nthreads)
+	while (w->started < want)
 		pthread_cond_wait(&w->idle_cv, &w->mu);
 	pthread_mutex_unlock(&w->mu);
 	return MJ_OK;
 
-fail:
-	/* Nothing has been received yet, so stopping is only joining and freeing. */
-	pthread_mutex_lock(&w->mu);
-	w->quit = true;
-	pthread_cond_broadcast(&w->work_cv);
-	pthread_mutex_unlock(&w->mu);
-	for (i = 0; i < w->nthreads; i++)
-		pthread_join(w->threads[i], NULL);
-	wk_serve_fini(w);
+fail_create:
+	pthread_attr_destroy(&attr);
+	stop_threads(w);
+fail_attr:
+	mj_free(w->threads);
+	w->threads = NULL;
+fail_threads:
+	mj_frame_reader_fini(&w->in);
+fail_reader_buf:
+	pthread_mutex_destroy(&w->wmu);
 	return MJ_ENOMEM;
 }
 
 void
 wk_serve_start(wk_worker *w)
 {
-	unsigned i;
-
-	for (i = 0; i < w->nctx; i++)
-		ctx_recv(&w->ctxs[i]);
+	pthread_mutex_lock(&w->mu);
+	w->go = true;
+	pthread_cond_broadcast(&w->work_cv);
+	pthread_mutex_unlock(&w->mu);
 }
 
 bool
 wk_serve_stop(wk_worker *w, unsigned wait_ms)
 {
 	struct timespec deadline;
-	unsigned i;
 	bool drained = true;
 
 	clock_gettime(CLOCK_REALTIME, &deadline);
@@ -360,38 +394,17 @@ wk_serve_stop(wk_worker *w, unsigned wait_ms)
 	pthread_mutex_unlock(&w->mu);
 	if (!drained)
 		return false;
-	/* No context is busy and none will start: every aio is idle or receiving. */
-	for (i = 0; i < w->nctx; i++)
-		nng_aio_stop(w->ctxs[i].aio);
-	pthread_mutex_lock(&w->mu);
-	w->quit = true;
-	pthread_cond_broadcast(&w->work_cv);
-	pthread_mutex_unlock(&w->mu);
-	for (i = 0; i < w->nthreads; i++)
-		pthread_join(w->threads[i], NULL);
-	w->nthreads = 0;
+	/* Ends a read in progress: the reader sees the end of the stream while stopping. */
+	shutdown(w->fd, SHUT_RD);
+	stop_threads(w);
 	return true;
 }
 
 void
 wk_serve_fini(wk_worker *w)
 {
-	unsigned i;
-
-	if (w->ctxs != NULL) {
-		for (i = 0; i < w->nctx; i++) {
-			wk_ctx *c = &w->ctxs[i];
-			if (c->aio != NULL) {
-				nng_aio_stop(c->aio);
-				nng_aio_free(c->aio);
-			}
-			if (c->opened)
-				nng_ctx_close(c->ctx);
-			job_clear(c);
-		}
-	}
-	mj_free(w->ctxs);
 	mj_free(w->threads);
-	w->ctxs = NULL;
 	w->threads = NULL;
+	mj_frame_reader_fini(&w->in);
+	pthread_mutex_destroy(&w->wmu);
 }

@@ -1,4 +1,4 @@
-/* Internal interfaces of moonjail-worker: engine table, request contexts, operations. */
+/* Internal interfaces of moonjail-worker: engine table, jobs, operations. */
 #ifndef MJ_WORKER_H
 #define MJ_WORKER_H
 
@@ -7,16 +7,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <nng/nng.h>
-
 #include "mj/engine.h"
+#include "mj/frame.h"
 #include "mj/policy.h"
 #include "mj/proto.h"
 
 /* Names (tenant, engine) are 1-128 bytes of [A-Za-z0-9._-]. */
 #define WK_NAME_MAX 128
-/* The largest WorkerRequest accepted: a 16 MiB client request plus room for the envelope. */
-#define WK_RECV_MAX ((size_t)(16u << 20) + (64u << 10))
+/* The largest WorkerRequest accepted: a client request at moonjaild's limit (16 MiB + 64 KiB)
+ * plus room for the envelope. A bigger frame is discarded unread and refused. */
+#define WK_RECV_MAX ((size_t)(16u << 20) + (128u << 10))
 /* The largest Response sent; a bigger one is replaced by an output error. */
 #define WK_SEND_MAX ((size_t)16u << 20)
 #define WK_SLOT_BUCKETS 4096
@@ -24,7 +24,7 @@
 
 typedef struct wk_tenant wk_tenant;
 typedef struct wk_slot wk_slot;
-typedef struct wk_ctx wk_ctx;
+typedef struct wk_job wk_job;
 typedef struct wk_worker wk_worker;
 
 /* A tenant with at least one slot; its figures drive the quotas. */
@@ -47,50 +47,41 @@ struct wk_slot {
 	size_t memory;     /* last known heap, counted in tenant->memory and w->memory */
 	bool running;      /* an executor owns the slot */
 	bool ready;        /* in the ready queue */
-	wk_ctx *head, *tail;
+	wk_job *head, *tail;
 	wk_slot *hnext;
 	wk_slot *lru_prev, *lru_next;
 	wk_slot *ready_next;
 };
 
-typedef enum wk_state {
-	WK_IDLE = 0, /* no operation, nothing to send */
-	WK_RECV,     /* a receive is pending */
-	WK_DECODE,   /* the receive callback is deciding what to do */
-	WK_JOB,      /* queued on a slot or running */
-	WK_SEND,     /* the reply is being sent */
-} wk_state;
-
-/* One REP context with its single aio, used in turn for receive and send. While a request is in
- * work, the context is the job. */
-struct wk_ctx {
-	wk_worker *w;
-	nng_ctx ctx;
-	nng_aio *aio;
-	bool opened;
-	wk_state state; /* under w->mu */
+/* One request from receipt to reply: decoded by the executor reading the stream, queued on
+ * its slot, run by an executor. */
+struct wk_job {
+	uint64_t tag; /* the frame's tag, repeated in the reply */
 	Moonjail__Internal__V1__WorkerRequest *wreq;
 	mj_request *req;
 	mj_limits defaults;      /* the tenant's defaults, already clamped */
 	mj_tenant_policy policy; /* ceilings and quotas */
-	wk_ctx *next;            /* in the slot's queue */
+	wk_job *next;            /* in the slot's queue */
 };
 
 struct wk_worker {
 	unsigned id;
 	unsigned nexec;
-	unsigned nctx;
 	size_t budget;
-	nng_socket sock;
-	wk_ctx *ctxs;
+	int fd;              /* the stream to moonjaild */
+	mj_frame_reader in;  /* used by the executor holding the reader role */
+	pthread_mutex_t wmu; /* one reply written at a time */
+	bool go;             /* confined: the executors may start reading */
+	bool reading;        /* an executor holds the reader role */
+	bool eof;            /* the stream ended during a shutdown */
 	pthread_t *threads;
 	unsigned nthreads;
 	pthread_mutex_t mu;
 	pthread_cond_t work_cv; /* executors wait here for ready slots */
-	pthread_cond_t idle_cv; /* shutdown waits here for busy contexts */
+	pthread_cond_t idle_cv; /* start-up and shutdown wait here */
 	bool stopping;          /* SIGTERM: queued requests are refused, running ones finish */
 	bool quit;              /* executors leave */
-	unsigned busy;          /* contexts in WK_DECODE, WK_JOB or WK_SEND */
+	unsigned busy;          /* jobs queued or running */
 	unsigned started;       /* executors that have entered their loop */
 	wk_slot *ready_head, *ready_tail;
 	wk_slot **slots;
@@ -140,9 +131,9 @@ void wk_table_free_evicted(wk_slot *list);
 
 /* ---- ops.c ---- */
 
-/* Runs c's request on slot s, which the calling executor owns, and returns the packed Response
- * in *out (mj_malloc'd; the caller frees it). Takes w->mu only for table updates. */
-void wk_ops_execute(wk_worker *w, wk_slot *s, wk_ctx *c, uint8_t **out, size_t *outlen);
+/* Runs job j on slot s, which the calling executor owns, and returns the packed Response in
+ * *out (mj_malloc'd; the caller frees it). Takes w->mu only for table updates. */
+void wk_ops_execute(wk_worker *w, wk_slot *s, wk_job *j, uint8_t **out, size_t *outlen);
 /* The request's engine name; "default" when it has none. */
 const char *wk_ops_engine_name(const mj_request *req);
 /* A packed error Response for request id (0 when unknown); NULL only when out of memory. */
@@ -158,12 +149,13 @@ bool wk_ops_policy(const Moonjail__Internal__V1__TenantPolicy *tp, mj_limits *de
 
 /* ---- serve.c ---- */
 
-/* Opens the contexts and aios and starts the executor threads; nothing is received yet. */
+/* Starts the executors on w->fd; nothing is read yet. */
 mj_err wk_serve_init(wk_worker *w);
-/* Starts receiving on every context. */
+/* Lets the executors take requests (after confinement). */
 void wk_serve_start(wk_worker *w);
-/* Refuses new work, waits up to wait_ms for running requests to be answered, stops every aio
- * and executor. Returns false when the wait ran out (threads may still run Lua). */
+/* Refuses new work, waits up to wait_ms for queued and running requests to be answered, then
+ * stops the executors. Returns false when the wait ran out (threads may still
+ * run Lua). */
 bool wk_serve_stop(wk_worker *w, unsigned wait_ms);
 /* Frees what wk_serve_init made. Only after a successful wk_serve_stop. */
 void wk_serve_fini(wk_worker *w);

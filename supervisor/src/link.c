@@ -1,0 +1,370 @@
+/* The link thread: frames to and from every worker's socketpair, and the hard deadlines. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "supervisor.h"
+
+/* How often deadlines are checked while calls are in flight, and otherwise. */
+#define TICK_BUSY_MS 10
+#define TICK_IDLE_MS 100
+/* Reads from one link per pass, so one busy worker cannot starve the others. */
+#define READS_PER_PASS 8
+
+static pthread_t thread;
+static bool running;
+static bool quit; /* under sv.lock */
+
+uint64_t
+sv_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void
+sv_links_wake(void)
+{
+	static const char b = 1;
+
+	/* A full pipe already holds a wake-up. */
+	if (write(sv.wake[1], &b, 1) < 0)
+		return;
+}
+
+sv_link *
+sv_link_new(int fd, pid_t pid, int slot)
+{
+	sv_link *l;
+	int fl;
+
+	if ((fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 ||
+	    (l = calloc(1, sizeof(*l))) == NULL) {
+		close(fd);
+		return NULL;
+	}
+	if (mj_frame_reader_init(&l->in, SV_MAX_MESSAGE) != MJ_OK) {
+		free(l);
+		close(fd);
+		return NULL;
+	}
+	l->fd = fd;
+	l->pid = pid;
+	l->slot = slot;
+	return l;
+}
+
+void
+sv_link_free(sv_link *l)
+{
+	if (l->fd >= 0)
+		close(l->fd);
+	mj_frame_reader_fini(&l->in);
+	free(l->out);
+	free(l);
+}
+
+/* Writes queued bytes until the socket is full. false when the stream is broken. */
+static bool
+flush(sv_link *l)
+{
+	ssize_t n;
+
+	while (l->outoff < l->outlen) {
+		n = write(l->fd, l->out + l->outoff, l->outlen - l->outoff);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EAGAIN || errno == EWOULDBLOCK;
+		}
+		l->outoff += (size_t)n;
+	}
+	l->outoff = l->outlen = 0;
+	return true;
+}
+
+static bool
+append(sv_link *l, const uint8_t *p, size_t len)
+{
+	size_t cap;
+	uint8_t *nb;
+
+	if (l->outoff > 0 && l->outoff == l->outlen)
+		l->outoff = l->outlen = 0;
+	if (l->outcap - l->outlen < len) {
+		if (l->outoff > 0) {
+			memmove(l->out, l->out + l->outoff, l->outlen - l->outoff);
+			l->outlen -= l->outoff;
+			l->outoff = 0;
+		}
+		for (cap = l->outcap ? l->outcap : 65536; cap - l->outlen < len; cap *= 2)
+			;
+		if (cap != l->outcap) {
+			if ((nb = realloc(l->out, cap)) == NULL)
+				return false;
+			l->out = nb;
+			l->outcap = cap;
+		}
+	}
+	memcpy(l->out + l->outlen, p, len);
+	l->outlen += len;
+	return true;
+}
+
+void
+sv_link_send(sv_link *l, const uint8_t *frame, size_t len)
+{
+	bool was_empty = l->outoff == l->outlen;
+	ssize_t n = 0;
+
+	if (l->eof)
+		return; /* the call is answered as lost with the others on this process */
+	if (was_empty) {
+		/* The common case: the socket takes the whole frame at once, with no hand-off. */
+		do
+			n = write(l->fd, frame, len);
+		while (n < 0 && errno == EINTR);
+		if (n < 0)
+			n = 0; /* EAGAIN, or a broken stream the link thread is about to see */
+		if ((size_t)n == len)
+			return;
+	}
+	if (!append(l, frame + n, len - (size_t)n)) {
+		/* The stream would lose its framing: treat the worker as lost. */
+		sv_log("error", "what=\"cannot queue a frame\" worker_pid=%d", (int)l->pid);
+		kill(l->pid, SIGKILL);
+		return;
+	}
+	if (was_empty)
+		sv_links_wake();
+}
+
+static sv_worker *
+worker_of(const sv_link *l)
+{
+	return l->slot == SV_SPARE ? &sv.spare : &sv.workers[l->slot];
+}
+
+/* The work one pass collected under the lock, done after it. */
+typedef struct pass {
+	sv_call *replies, *lost, *expired;
+	pid_t kill[SV_MAX_WORKERS + SV_MAX_QUARANTINE + 1];
+	int kill_slot[SV_MAX_WORKERS + SV_MAX_QUARANTINE + 1];
+	const char *kill_why[SV_MAX_WORKERS + SV_MAX_QUARANTINE + 1];
+	int nkill;
+} pass;
+
+static void
+end_link(sv_link *l, pass *p)
+{
+	if (l->eof)
+		return;
+	l->eof = true;
+	if (l->slot != SV_SPARE)
+		p->lost = sv_calls_take_lost(worker_of(l), l->pid, p->lost);
+}
+
+static void
+kill_later(pass *p, const sv_link *l, const char *why)
+{
+	if (p->nkill >= (int)(sizeof(p->kill) / sizeof(p->kill[0])))
+		return;
+	p->kill[p->nkill] = l->pid;
+	p->kill_slot[p->nkill] = l->slot;
+	p->kill_why[p->nkill] = why;
+	p->nkill++;
+}
+
+/* Reads what l has and takes the calls its frames answer. Called with sv.lock held. */
+static void
+read_link(sv_link *l, pass *p)
+{
+	const uint8_t *payload;
+	mj_frame_status st;
+	uint64_t tag;
+	size_t len;
+	ssize_t n;
+	int reads;
+
+	for (reads = 0; reads < READS_PER_PASS && !l->eof; reads++) {
+		n = mj_frame_fill(&l->in, l->fd);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+			end_link(l, p);
+			return;
+		}
+		while ((st = mj_frame_next(&l->in, &tag, &payload, &len)) != MJ_FRAME_NONE) {
+			if (st == MJ_FRAME_TOO_BIG || l->slot == SV_SPARE ||
+			    !sv_call_take(worker_of(l), l->pid, tag, payload, len, &p->replies)) {
+				/* An answer nobody asked for, or one over the limit: the worker is
+				 * not trusted with more. */
+				kill_later(p, l,
+				           st == MJ_FRAME_TOO_BIG ? "oversized-reply"
+				                                  : "unexpected-reply");
+				end_link(l, p);
+				return;
+			}
+		}
+		if (n < 0)
+			return;
+	}
+}
+
+/* Every link the thread watches, with the events it waits for. Called with sv.lock held. */
+static int
+gather(struct pollfd *fds, sv_link **links, int cap)
+{
+	int i, n = 1;
+
+	fds[0].fd = sv.wake[0];
+	fds[0].events = POLLIN;
+	links[0] = NULL;
+	for (i = -1; i < sv.nslots && n < cap; i++) {
+		sv_link *l = i < 0 ? sv.spare.link : sv.workers[i].link;
+		if (l == NULL || l->eof)
+			continue;
+		fds[n].fd = l->fd;
+		fds[n].events = (short)(POLLIN | (l->outoff < l->outlen ? POLLOUT : 0));
+		fds[n].revents = 0;
+		links[n++] = l;
+	}
+	return n;
+}
+
+static bool
+any_in_flight(void)
+{
+	int i;
+
+	for (i = 0; i < sv.nslots; i++)
+		if (sv.workers[i].inflight != NULL)
+			return true;
+	return false;
+}
+
+static void
+drain_wake(void)
+{
+	char buf[64];
+
+	while (read(sv.wake[0], buf, sizeof(buf)) > 0)
+		;
+}
+
+static void
+finish(pass *p)
+{
+	sv_call *c, *next;
+	int i;
+
+	for (i = 0; i < p->nkill; i++)
+		sv_worker_kill(p->kill_slot[i], p->kill[i], p->kill_why[i]);
+	for (c = p->replies; c != NULL; c = next) {
+		next = sv_call_next(c);
+		sv_call_finish_reply(c);
+	}
+	for (c = p->lost; c != NULL; c = next) {
+		next = sv_call_next(c);
+		sv_call_finish_lost(c);
+	}
+	for (c = p->expired; c != NULL; c = next) {
+		next = sv_call_next(c);
+		sv_call_finish_expired(c);
+	}
+}
+
+static void *
+link_thread(void *arg)
+{
+	enum { CAP = SV_MAX_WORKERS + SV_MAX_QUARANTINE + 2 };
+	static struct pollfd fds[CAP];
+	static sv_link *links[CAP];
+	uint64_t next_tick = 0, now;
+	sv_link *l, *rnext;
+	int n, i, timeout;
+	pass p;
+
+	(void)arg;
+	for (;;) {
+		memset(&p, 0, sizeof(p));
+		pthread_mutex_lock(&sv.lock);
+		if (quit) {
+			pthread_mutex_unlock(&sv.lock);
+			break;
+		}
+		/* Retired links: their processes are reaped; whatever they still held is lost. */
+		for (l = sv.retired; l != NULL; l = rnext) {
+			rnext = l->next;
+			end_link(l, &p);
+			sv_link_free(l);
+		}
+		sv.retired = NULL;
+		n = gather(fds, links, CAP);
+		timeout = any_in_flight() ? TICK_BUSY_MS : TICK_IDLE_MS;
+		pthread_mutex_unlock(&sv.lock);
+		finish(&p);
+
+		if (poll(fds, (nfds_t)n, timeout) < 0 && errno != EINTR)
+			continue;
+		memset(&p, 0, sizeof(p));
+		if (fds[0].revents != 0)
+			drain_wake();
+		pthread_mutex_lock(&sv.lock);
+		for (i = 1; i < n; i++) {
+			l = links[i];
+			if (fds[i].revents == 0 || l->eof)
+				continue;
+			if ((fds[i].revents & POLLOUT) != 0 && !flush(l))
+				end_link(l, &p);
+			if ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) != 0)
+				read_link(l, &p);
+		}
+		now = sv_now_ns();
+		if (now >= next_tick) {
+			next_tick = now + TICK_BUSY_MS * 1000000ull;
+			for (i = 0; i < sv.nslots; i++)
+				if (sv.workers[i].inflight != NULL)
+					p.expired =
+					    sv_calls_take_expired(&sv.workers[i], now, p.expired);
+		}
+		pthread_mutex_unlock(&sv.lock);
+		finish(&p);
+	}
+	return NULL;
+}
+
+int
+sv_links_start(void)
+{
+	int i, fl;
+
+	if (pipe2(sv.wake, O_CLOEXEC) != 0)
+		return -1;
+	for (i = 0; i < 2; i++)
+		if ((fl = fcntl(sv.wake[i], F_GETFL)) < 0 ||
+		    fcntl(sv.wake[i], F_SETFL, fl | O_NONBLOCK) != 0)
+			return -1;
+	if (pthread_create(&thread, NULL, link_thread, NULL) != 0)
+		return -1;
+	running = true;
+	return 0;
+}
+
+void
+sv_links_stop(void)
+{
+	if (!running)
+		return;
+	pthread_mutex_lock(&sv.lock);
+	quit = true;
+	pthread_mutex_unlock(&sv.lock);
+	sv_links_wake();
+	pthread_join(thread, NULL);
+	running = false;
+}

@@ -29,6 +29,9 @@ typedef struct parse {
 } parse;
 
 static sv_policies *current;
+/* Every call reads the policies and only a reload writes them: readers do not wait for each
+ * other. */
+static pthread_rwlock_t current_lock = PTHREAD_RWLOCK_INITIALIZER;
 
 static entry *
 section(parse *ps, const char *name)
@@ -186,10 +189,10 @@ sv_policies_install(sv_policies *p)
 {
 	sv_policies *old;
 
-	pthread_mutex_lock(&sv.lock);
+	pthread_rwlock_wrlock(&current_lock);
 	old = current;
 	current = p;
-	pthread_mutex_unlock(&sv.lock);
+	pthread_rwlock_unlock(&current_lock);
 	sv_policies_free(old);
 }
 
@@ -205,7 +208,7 @@ sv_policy_for(const char *tenant, mj_tenant_policy *out, mj_limits *defaults)
 	const entry *e;
 	size_t i;
 
-	pthread_mutex_lock(&sv.lock);
+	pthread_rwlock_rdlock(&current_lock);
 	e = &current->defaults;
 	for (i = 0; i < current->n; i++) {
 		if (strcmp(current->tenants[i].name, tenant) == 0) {
@@ -217,5 +220,5 @@ sv_policy_for(const char *tenant, mj_tenant_policy *out, mj_limits *defaults)
 	out->max_engines = e->max_engines;
 	out->max_memory = e->max_memory;
 	*defaults = current->defaults.l;
-	pthread_mutex_unlock(&sv.lock);
+	pthread_rwlock_unlock(&current_lock);
 }

@@ -55,6 +55,12 @@ sv_link_new(int fd, pid_t pid, int slot)
 		close(fd);
 		return NULL;
 	}
+	if (pthread_mutex_init(&l->wmu, NULL) != 0) {
+		mj_frame_reader_fini(&l->in);
+		free(l);
+		close(fd);
+		return NULL;
+	}
 	l->fd = fd;
 	l->pid = pid;
 	l->slot = slot;
@@ -64,6 +70,10 @@ sv_link_new(int fd, pid_t pid, int slot)
 void
 sv_link_free(sv_link *l)
 {
+	/* A dispatch that found the link before it was retired may still be writing. */
+	pthread_mutex_lock(&l->wmu);
+	pthread_mutex_unlock(&l->wmu);
+	pthread_mutex_destroy(&l->wmu);
 	if (l->fd >= 0)
 		close(l->fd);
 	mj_frame_reader_fini(&l->in);
@@ -71,7 +81,8 @@ sv_link_free(sv_link *l)
 	free(l);
 }
 
-/* Writes queued bytes until the socket is full. false when the stream is broken. */
+/* Writes queued bytes until the socket is full. false when the stream is broken. Called with
+ * l->wmu held. */
 static bool
 flush(sv_link *l)
 {
@@ -161,6 +172,8 @@ typedef struct pass {
 	int nkill;
 } pass;
 
+static void finish(pass *p);
+
 static void
 end_link(sv_link *l, pass *p)
 {
@@ -182,35 +195,44 @@ kill_later(pass *p, const sv_link *l, const char *why)
 	p->nkill++;
 }
 
-/* Reads what l has and takes the calls its frames answer. Called with sv.lock held. */
+/* Reads what l has and answers the calls its frames answer. Called without sv.lock: the
+ * buffer is the link thread's own, and the lock is taken once per read. */
 static void
-read_link(sv_link *l, pass *p)
+read_link(sv_link *l)
 {
 	const uint8_t *payload;
-	mj_frame_status st;
+	mj_frame_status st = MJ_FRAME_NONE;
 	uint64_t tag;
 	size_t len;
 	ssize_t n;
 	int reads;
+	pass p;
 
 	for (reads = 0; reads < READS_PER_PASS && !l->eof; reads++) {
+		memset(&p, 0, sizeof(p));
 		n = mj_frame_fill(&l->in, l->fd);
+		pthread_mutex_lock(&sv.lock);
 		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
-			end_link(l, p);
-			return;
-		}
-		while ((st = mj_frame_next(&l->in, &tag, &payload, &len)) != MJ_FRAME_NONE) {
-			if (st == MJ_FRAME_TOO_BIG || l->slot == SV_SPARE ||
-			    !sv_call_take(worker_of(l), l->pid, tag, payload, len, &p->replies)) {
-				/* An answer nobody asked for, or one over the limit: the worker is
-				 * not trusted with more. */
-				kill_later(p, l,
-				           st == MJ_FRAME_TOO_BIG ? "oversized-reply"
-				                                  : "unexpected-reply");
-				end_link(l, p);
-				return;
+			end_link(l, &p);
+		} else {
+			while ((st = mj_frame_next(&l->in, &tag, &payload, &len)) !=
+			       MJ_FRAME_NONE) {
+				if (st == MJ_FRAME_TOO_BIG || l->slot == SV_SPARE ||
+				    !sv_call_take(worker_of(l), l->pid, tag, payload, len,
+				                  &p.replies)) {
+					/* An answer nobody asked for, or one over the limit: the
+					 * worker is not trusted with more. */
+					kill_later(&p, l,
+					           st == MJ_FRAME_TOO_BIG ? "oversized-reply"
+					                                  : "unexpected-reply");
+					end_link(l, &p);
+					break;
+				}
 			}
 		}
+		pthread_mutex_unlock(&sv.lock);
+		/* Before the next read: the replies borrow the link's buffer. */
+		finish(&p);
 		if (n < 0)
 			return;
 	}
@@ -230,7 +252,9 @@ gather(struct pollfd *fds, sv_link **links, int cap)
 		if (l == NULL || l->eof)
 			continue;
 		fds[n].fd = l->fd;
+		pthread_mutex_lock(&l->wmu);
 		fds[n].events = (short)(POLLIN | (l->outoff < l->outlen ? POLLOUT : 0));
+		pthread_mutex_unlock(&l->wmu);
 		fds[n].revents = 0;
 		links[n++] = l;
 	}
@@ -315,16 +339,25 @@ link_thread(void *arg)
 		memset(&p, 0, sizeof(p));
 		if (fds[0].revents != 0)
 			drain_wake();
-		pthread_mutex_lock(&sv.lock);
 		for (i = 1; i < n; i++) {
+			bool broken = false;
 			l = links[i];
 			if (fds[i].revents == 0 || l->eof)
 				continue;
-			if ((fds[i].revents & POLLOUT) != 0 && !flush(l))
+			if ((fds[i].revents & POLLOUT) != 0) {
+				pthread_mutex_lock(&l->wmu);
+				broken = !flush(l);
+				pthread_mutex_unlock(&l->wmu);
+			}
+			if (broken) {
+				pthread_mutex_lock(&sv.lock);
 				end_link(l, &p);
-			if ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) != 0)
-				read_link(l, &p);
+				pthread_mutex_unlock(&sv.lock);
+			} else if ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+				read_link(l);
+			}
 		}
+		pthread_mutex_lock(&sv.lock);
 		now = sv_now_ns();
 		if (now >= next_tick) {
 			next_tick = now + TICK_BUSY_MS * 1000000ull;

@@ -395,7 +395,15 @@ main(int argc, char **argv)
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	pid_t pid;
 
-	pthread_mutex_init(&sv.lock, NULL);
+	{
+		/* Held for a few list operations at a time by nng's threads and the link
+		 * thread: spinning briefly beats a futex sleep and wake-up. */
+		pthread_mutexattr_t ma;
+		pthread_mutexattr_init(&ma);
+		pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+		pthread_mutex_init(&sv.lock, &ma);
+		pthread_mutexattr_destroy(&ma);
+	}
 	mj_limits_default(&sv.cfg.defaults);
 	sv.cfg.nworkers = ncpu > 0 ? (int)(ncpu > SV_MAX_WORKERS ? SV_MAX_WORKERS : ncpu) : 1;
 	sv.cfg.executors = 2;

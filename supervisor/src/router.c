@@ -26,7 +26,8 @@ struct sv_call {
 	sv_call *done;  /* on one of the link thread's lists once taken */
 	uint8_t *frame; /* the WorkerRequest frame, kept while no process has the slot */
 	size_t framelen;
-	nng_msg *reply;       /* the worker's Response, once taken */
+	const uint8_t *payload; /* the worker's Response, once taken: in the link's buffer */
+	size_t paylen;
 	uint64_t deadline_ns; /* the hard deadline; 0 for none */
 	char tenant[129];     /* for strikes when its worker dies */
 	char culprit[129];    /* the tenant struck when this call's deadline kills the worker */
@@ -181,14 +182,6 @@ forward(sv_call *c, nng_msg *req, const mj_request *r)
 
 	sv_policy_for(r->tenant, &p, &defs);
 	snprintf(c->tenant, sizeof(c->tenant), "%s", r->tenant);
-	pthread_mutex_lock(&sv.lock);
-	c->quarantined = sv.cfg.quarantine_workers > 0 && sv_quarantined(r->tenant);
-	pthread_mutex_unlock(&sv.lock);
-	if (c->quarantined)
-		c->worker =
-		    sv.cfg.nworkers + (int)(fnv1a(r->tenant) % (uint64_t)sv.cfg.quarantine_workers);
-	else
-		c->worker = (int)(fnv1a(r->tenant) % (uint64_t)sv.cfg.nworkers);
 	if (mj_proto_limits_from(&defs, &defaults) != MJ_OK ||
 	    mj_proto_limits_from(&p.max, &max) != MJ_OK)
 		goto fail;
@@ -227,16 +220,22 @@ static uint64_t dispatch_seq; /* under sv.lock */
 static void
 dispatch(sv_call *c, uint8_t *frame, size_t len, uint64_t per_call_ms)
 {
-	sv_worker *w = &sv.workers[c->worker];
 	unsigned queued, per = sv.cfg.executors > 0 ? (unsigned)sv.cfg.executors : 1;
-	uint64_t tag, d;
+	uint64_t tag, d, h = fnv1a(c->tenant);
+	sv_link *l = NULL;
+	sv_worker *w;
 
 	pthread_mutex_lock(&sv.lock);
+	c->quarantined = sv.cfg.quarantine_workers > 0 && sv_quarantined(c->tenant);
+	if (c->quarantined)
+		c->worker = sv.cfg.nworkers + (int)(h % (uint64_t)sv.cfg.quarantine_workers);
+	else
+		c->worker = (int)(h % (uint64_t)sv.cfg.nworkers);
+	w = &sv.workers[c->worker];
 	c->gen++;
 	tag = (uint64_t)c->gen << 32 | c->index;
 	mj_frame_header(frame, (uint32_t)(len - MJ_FRAME_HEADER), tag);
 	c->seq = ++dispatch_seq;
-	c->reply = NULL;
 	c->prev = w->inflight_tail;
 	c->next = NULL;
 	if (w->inflight_tail != NULL)
@@ -256,15 +255,22 @@ dispatch(sv_call *c, uint8_t *frame, size_t len, uint64_t per_call_ms)
 		c->deadline_ns = sv_now_ns() + (d > 3600000 ? 3600000 : d) * 1000000ull;
 	}
 	if (w->link != NULL && !w->link->eof && w->pid != 0) {
+		/* The link's own lock, taken before ours is released: frames reach the stream
+		 * in dispatch order, and the write happens outside the routing lock. */
+		l = w->link;
 		c->worker_pid = w->pid;
-		sv_link_send(w->link, frame, len);
-		free(frame);
+		pthread_mutex_lock(&l->wmu);
 	} else {
 		c->worker_pid = 0;
 		c->frame = frame;
 		c->framelen = len;
 	}
 	pthread_mutex_unlock(&sv.lock);
+	if (l != NULL) {
+		sv_link_send(l, frame, len);
+		pthread_mutex_unlock(&l->wmu);
+		free(frame);
+	}
 }
 
 static void
@@ -372,10 +378,8 @@ sv_call_take(sv_worker *w, pid_t pid, uint64_t tag, const uint8_t *payload, size
 	    &sv.workers[c->worker] != w)
 		return false;
 	unlink_call(c);
-	if (nng_msg_alloc(&c->reply, len) != 0)
-		c->reply = NULL;
-	else
-		memcpy(nng_msg_body(c->reply), payload, len);
+	c->payload = payload;
+	c->paylen = len;
 	c->done = *list;
 	*list = c;
 	return true;
@@ -433,22 +437,21 @@ sv_call_next(const sv_call *c)
 void
 sv_call_finish_reply(sv_call *c)
 {
-	nng_msg *m = c->reply;
+	nng_msg *m = NULL;
 
-	c->reply = NULL;
-	if (m == NULL) {
-		reply_error(c, MJ_KIND_INTERNAL, "the supervisor is out of memory");
-		return;
-	}
-	if (!reply_ok(nng_msg_body(m), nng_msg_len(m))) {
+	if (!reply_ok(c->payload, c->paylen)) {
 		/* A worker that sends garbage is not trusted with more requests. */
-		nng_msg_free(m);
 		sv_worker_kill(c->worker, c->worker_pid, "malformed-reply");
 		reply_error(c, MJ_KIND_ENGINE_LOST,
 		            "the worker sent a malformed reply and was replaced; the engine's "
 		            "state is lost");
 		return;
 	}
+	if (nng_msg_alloc(&m, c->paylen) != 0) {
+		reply_error(c, MJ_KIND_INTERNAL, "the supervisor is out of memory");
+		return;
+	}
+	memcpy(nng_msg_body(m), c->payload, c->paylen);
 	reply_msg(c, m);
 }
 
@@ -490,8 +493,11 @@ sv_router_worker_started(int index, pid_t pid)
 		if (c->worker_pid != 0 || c->frame == NULL)
 			continue;
 		c->worker_pid = pid;
-		if (w->link != NULL)
+		if (w->link != NULL) {
+			pthread_mutex_lock(&w->link->wmu);
 			sv_link_send(w->link, c->frame, c->framelen);
+			pthread_mutex_unlock(&w->link->wmu);
+		}
 		free(c->frame);
 		c->frame = NULL;
 	}
@@ -558,8 +564,6 @@ sv_router_stop(void)
 		for (i = 0; i < sv.cfg.ncalls; i++) {
 			nng_aio_free(sv.calls[i].caio);
 			free(sv.calls[i].frame);
-			if (sv.calls[i].reply != NULL)
-				nng_msg_free(sv.calls[i].reply);
 		}
 		free(sv.calls);
 		sv.calls = NULL;

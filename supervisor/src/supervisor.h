@@ -27,8 +27,8 @@ typedef struct sv_call sv_call;
 #define SV_MAX_MESSAGE ((16u << 20) + (64u << 10))
 
 /* moonjaild's end of the socketpair to one worker process, made before the fork: nothing else
- * can reach the worker. Fields are under sv.lock; only the link thread reads, closes and frees
- * a link. */
+ * can reach the worker. pid, slot, eof and retired are under sv.lock, the output under wmu
+ * (taken after sv.lock, never before); only the link thread reads, closes and frees a link. */
 typedef struct sv_link {
 	int fd;
 	pid_t pid;    /* the process at the other end */
@@ -36,6 +36,7 @@ typedef struct sv_link {
 	bool eof;     /* the stream ended or broke: the calls on pid have been answered */
 	bool retired; /* its process is reaped; the link thread closes and frees it */
 	mj_frame_reader in;
+	pthread_mutex_t wmu;
 	uint8_t *out; /* frames not yet written, from outoff to outlen */
 	size_t outoff, outlen, outcap;
 	struct sv_link *next; /* on the retired list */
@@ -132,7 +133,7 @@ sv_link *sv_link_new(int fd, pid_t pid, int slot);
 /* Closes and frees l: only from the link thread, or once it has stopped. */
 void sv_link_free(sv_link *l);
 /* Queues one frame (header included) on l and writes what the socket takes now. Called with
- * sv.lock held. */
+ * l->wmu held. */
 void sv_link_send(sv_link *l, const uint8_t *frame, size_t len);
 /* Makes the link thread look at the links again (one was added, moved or retired). */
 void sv_links_wake(void);
@@ -148,7 +149,8 @@ void sv_router_worker_started(int index, pid_t pid);
  * what they return (a list through sv_call_next); the finish functions answer a taken call
  * without the lock. */
 /* Adds to *list the call that tag names, in flight on w's process pid, with its reply payload
- * copied in; false when there is none. */
+ * (borrowed from the link's buffer until the link thread reads again); false when there is
+ * none. */
 bool sv_call_take(sv_worker *w, pid_t pid, uint64_t tag, const uint8_t *payload, size_t len,
                   sv_call **list);
 sv_call *sv_calls_take_lost(sv_worker *w, pid_t pid, sv_call *list);

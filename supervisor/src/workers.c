@@ -298,7 +298,7 @@ sv_workers_start(void)
 static bool
 promote_spare(sv_worker *w)
 {
-	if (sv.spare.link == NULL || sv.spare.pid == 0)
+	if (sv.spare.link == NULL || sv.spare.link->eof || sv.spare.pid == 0)
 		return false;
 	w->link = sv.spare.link;
 	w->link->slot = w->index;
@@ -403,15 +403,17 @@ sv_workers_respawn_due(void)
 static void
 kill_worker(int index, pid_t pid, const char *why, const char *tenant)
 {
+	sv_worker *w;
 	bool ours;
 
 	pthread_mutex_lock(&sv.lock);
 	/* Killed under the lock: the reap, which takes it too, cannot free the pid for reuse
 	 * between the check and the kill. */
-	ours = pid > 0 && sv.workers[index].pid == pid;
+	w = index == SV_SPARE ? &sv.spare : &sv.workers[index];
+	ours = pid > 0 && w->pid == pid;
 	if (ours) {
 		if (tenant != NULL) {
-			sv.workers[index].culprit_pid = pid;
+			w->culprit_pid = pid;
 			sv_quarantine_strike(tenant, (uint64_t)pid);
 		}
 		kill(pid, SIGKILL);

@@ -24,17 +24,15 @@
 #endif
 #endif
 
-/* The steady state of a worker: I/O on the descriptors it already holds (nng's connected
- * socket, epoll and eventfd), futexes for its threads, memory, time, randomness, signals to
- * itself and exit. Each entry is explained in docs/SECURITY.md. mmap, mprotect and tgkill are
- * admitted with argument conditions, added in build_filter. */
+/* The steady state of a worker: read and write on the descriptors it already holds (its
+ * stream to moonjaild and stderr), futexes for its threads, memory, time, randomness, signals
+ * to itself and exit. Each entry is explained in docs/SECURITY.md. mmap, mprotect and tgkill
+ * are admitted with argument conditions, added in add_rules. No message calls (sendmsg,
+ * recvmsg): descriptors cannot be passed in either direction. */
 static const char *const allowed[] = {
-    /* I/O on existing descriptors: nng's ipc pipe (readv, sendmsg), its eventfd (read,
-     * write), logs on stderr (write). */
-    "read", "readv", "write", "writev", "recvmsg", "sendmsg", "recvfrom", "sendto", "close",
-    "shutdown", "fstat", "lseek",
-    /* nng's poller. */
-    "epoll_wait", "epoll_pwait", "epoll_ctl",
+    /* I/O on existing descriptors: the stream (read; writev for a reply frame; shutdown at
+     * SIGTERM), logs on stderr (write). */
+    "read", "write", "writev", "close", "shutdown", "fstat",
     /* Threads that already exist: locks, condition variables, joins and exits. */
     "futex", "sched_yield", "exit", "exit_group", "gettid", "getpid", "restart_syscall",
     /* Memory: malloc arenas, Lua heaps, thread stacks being freed. */
@@ -42,14 +40,13 @@ static const char *const allowed[] = {
     /* Time: os.time, os.clock, deadlines and the watchdog's tick. */
     "clock_gettime", "clock_getres", "clock_nanosleep", "nanosleep", "gettimeofday",
     /* glibc draws its malloc key with it on the first allocation (after the filter, in a
-     * thread started before it); nng seeds its ids with it. */
+     * thread started before it). */
     "getrandom",
     /* The watchdog's signal and sigwait in main. */
     "rt_sigreturn", "rt_sigprocmask", "rt_sigtimedwait", "sigaltstack",
     /* Start-up of a thread created before the filter but scheduled only after it: glibc's
-     * per-thread registrations and nng naming its threads (prctl, PR_SET_NAME only). No new
-     * thread can be created: clone is not allowed. */
-    "rseq", "set_robust_list", "prctl",
+     * per-thread registrations. No new thread can be created: clone is not allowed. */
+    "rseq", "set_robust_list",
     /* Conditional: mmap and mprotect without PROT_EXEC, tgkill to this process only. */
     "mmap", "mprotect", "tgkill", NULL};
 
@@ -214,9 +211,6 @@ add_rules(scmp_filter_ctx ctx, const char *const *names, uint32_t action)
 		if (strcmp(*names, "mmap") == 0 || strcmp(*names, "mprotect") == 0) {
 			rc = seccomp_rule_add(ctx, action, nr, 1,
 			                      SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
-		} else if (strcmp(*names, "prctl") == 0) {
-			rc = seccomp_rule_add(ctx, action, nr, 1,
-			                      SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)PR_SET_NAME));
 		} else if (strcmp(*names, "tgkill") == 0) {
 			rc = seccomp_rule_add(ctx, action, nr, 1,
 			                      SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid()));

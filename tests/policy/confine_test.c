@@ -242,6 +242,27 @@ do_dup(void)
 	return syscall(SYS_dup, 2);
 }
 static long
+do_sendmsg(void)
+{
+	/* Passing a descriptor to moonjaild (or receiving one) needs the message calls. */
+	return syscall(SYS_sendmsg, 2, NULL, 0);
+}
+static long
+do_recvmsg(void)
+{
+	return syscall(SYS_recvmsg, 2, NULL, 0);
+}
+static long
+do_epoll(void)
+{
+	return syscall(SYS_epoll_create1, 0);
+}
+static long
+do_prctl_name(void)
+{
+	return syscall(SYS_prctl, PR_SET_NAME, "x", 0, 0, 0);
+}
+static long
 do_x32_socket(void)
 {
 	/* The x32 ABI's socket number: another ABI is not a way around the filter. */
@@ -262,7 +283,11 @@ static const forbidden forbidden_calls[] = {
     {"unshare", do_unshare},
     {"mmap PROT_EXEC", do_mmap_exec},
     {"mprotect PROT_EXEC", do_mprotect_exec},
-    {"prctl other than PR_SET_NAME", do_prctl_dumpable},
+    {"prctl PR_SET_DUMPABLE", do_prctl_dumpable},
+    {"prctl PR_SET_NAME", do_prctl_name},
+    {"sendmsg", do_sendmsg},
+    {"recvmsg", do_recvmsg},
+    {"epoll_create1", do_epoll},
     {"setuid", do_setuid},
     {"unlinkat", do_unlink},
     {"dup", do_dup},

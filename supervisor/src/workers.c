@@ -234,10 +234,12 @@ spawn(sv_worker *w)
 			_exit(126);
 		if (dup2(logp[1], STDERR_FILENO) < 0)
 			_exit(126);
-		/* Its own session: a terminal's job-control signals (Ctrl-C reaches the whole
-		 * foreground group) are moonjaild's to handle, and the kernel's SIGCONT to an
-		 * orphaned process group cannot resume a worker stopped on purpose. */
-		if (setsid() < 0)
+		/* Its own process group: a terminal's job-control signals (Ctrl-C reaches the
+		 * whole foreground group) are moonjaild's to handle, and the kernel's SIGCONT to
+		 * an orphaned group cannot resume a worker stopped on purpose. Not its own
+		 * session: with scheduler autogroups, every session would get an equal share of
+		 * the CPU, and a busy worker would starve moonjaild. */
+		if (setpgid(0, 0) < 0)
 			_exit(126);
 		/* The stream becomes descriptor 3, open across exec. */
 		if (sp[1] == 3 ? fcntl(3, F_SETFD, 0) != 0 : dup2(sp[1], 3) < 0)

@@ -96,8 +96,18 @@ mj_frame_fill(mj_frame_reader *r, int fd)
 	uint64_t tag;
 	ssize_t n;
 
-	if (r->pos == r->have)
+	if (r->pos == r->have) {
 		r->pos = r->have = 0;
+		if (r->cap > 4 * FIRST_CAP) {
+			/* One big frame should not pin its buffer for the reader's life. */
+			uint8_t *nb = mj_realloc(r->buf, FIRST_CAP);
+			if (nb != NULL) {
+				r->buf = nb;
+				r->cap = FIRST_CAP;
+				room = true;
+			}
+		}
+	}
 	if (room && r->skip == 0 && r->have - r->pos >= MJ_FRAME_HEADER) {
 		parse_header(r->buf + r->pos, &len, &tag);
 		room = len > r->max || r->pos + MJ_FRAME_HEADER + (size_t)len <= r->cap;

@@ -13,6 +13,9 @@
 /* How often deadlines are checked while calls are in flight, and otherwise. */
 #define TICK_BUSY_MS 10
 #define TICK_IDLE_MS 100
+/* A worker whose stream ended but which has not been reaped after this long is still running,
+ * with no way to answer: it is killed, so its slot gets a new process. */
+#define EOF_GRACE_NS (1000 * 1000000ull)
 /* Reads from one link per pass, so one busy worker cannot starve the others. */
 #define READS_PER_PASS 8
 
@@ -98,6 +101,12 @@ flush(sv_link *l)
 		l->outoff += (size_t)n;
 	}
 	l->outoff = l->outlen = 0;
+	if (l->outcap > ((size_t)1 << 20)) {
+		/* One big frame should not pin its buffer for the process's life. */
+		free(l->out);
+		l->out = NULL;
+		l->outcap = 0;
+	}
 	return true;
 }
 
@@ -135,8 +144,8 @@ sv_link_send(sv_link *l, const uint8_t *frame, size_t len)
 	bool was_empty = l->outoff == l->outlen;
 	ssize_t n = 0;
 
-	if (l->eof)
-		return; /* the call is answered as lost with the others on this process */
+	if (l->failed)
+		return; /* its calls are answered as lost when the link thread ends it */
 	if (was_empty) {
 		/* The common case: the socket takes the whole frame at once, with no hand-off. */
 		do
@@ -148,9 +157,10 @@ sv_link_send(sv_link *l, const uint8_t *frame, size_t len)
 			return;
 	}
 	if (!append(l, frame + n, len - (size_t)n)) {
-		/* The stream would lose its framing: treat the worker as lost. */
-		sv_log("error", "what=\"cannot queue a frame\" worker_pid=%d", (int)l->pid);
-		kill(l->pid, SIGKILL);
+		/* The stream would lose its framing: the link thread ends it and replaces the
+		 * worker. */
+		l->failed = true;
+		sv_links_wake();
 		return;
 	}
 	if (was_empty)
@@ -180,6 +190,7 @@ end_link(sv_link *l, pass *p)
 	if (l->eof)
 		return;
 	l->eof = true;
+	l->eof_ns = sv_now_ns();
 	if (l->slot != SV_SPARE)
 		p->lost = sv_calls_take_lost(worker_of(l), l->pid, p->lost);
 }
@@ -235,6 +246,33 @@ read_link(sv_link *l)
 		finish(&p);
 		if (n < 0)
 			return;
+	}
+}
+
+/* Links whose output could not be queued are ended; links ended while their process lives on
+ * get it killed. Called with sv.lock held. */
+static void
+check_ended(pass *p)
+{
+	uint64_t now = sv_now_ns();
+	bool failed;
+	int i;
+
+	for (i = -1; i < sv.nslots; i++) {
+		sv_link *l = i < 0 ? sv.spare.link : sv.workers[i].link;
+		if (l == NULL || l->killed)
+			continue;
+		pthread_mutex_lock(&l->wmu);
+		failed = l->failed;
+		pthread_mutex_unlock(&l->wmu);
+		if (failed && !l->eof) {
+			end_link(l, p);
+			kill_later(p, l, "queue-failed");
+			l->killed = true;
+		} else if (l->eof && now - l->eof_ns >= EOF_GRACE_NS) {
+			kill_later(p, l, "stream-ended");
+			l->killed = true;
+		}
 	}
 }
 
@@ -329,6 +367,7 @@ link_thread(void *arg)
 			sv_link_free(l);
 		}
 		sv.retired = NULL;
+		check_ended(&p);
 		n = gather(fds, links, CAP);
 		timeout = any_in_flight() ? TICK_BUSY_MS : TICK_IDLE_MS;
 		pthread_mutex_unlock(&sv.lock);
@@ -400,4 +439,6 @@ sv_links_stop(void)
 	sv_links_wake();
 	pthread_join(thread, NULL);
 	running = false;
+	close(sv.wake[0]);
+	close(sv.wake[1]);
 }

@@ -28,13 +28,31 @@ struct sv_call {
 	size_t framelen;
 	const uint8_t *payload; /* the worker's Response, once taken: in the link's buffer */
 	size_t paylen;
-	uint64_t deadline_ns; /* the hard deadline; 0 for none */
-	char tenant[129];     /* for strikes when its worker dies */
-	char culprit[129];    /* the tenant struck when this call's deadline kills the worker */
-	pid_t worker_pid;     /* the process the call went to, 0 if none was running */
-	uint64_t seq;         /* under sv.lock: dispatch order, oldest lowest */
-	bool quarantined;     /* routed to the quarantine pool; the reply says so */
+	uint64_t deadline_ns; /* the hard deadline, once armed */
+	uint64_t per_call_ms; /* the deadline's length; 0 for none */
+	bool armed;           /* the deadline runs: the call may be running */
+	uint64_t lane_key;    /* its engine, hashed */
+	struct lane *lane;    /* the calls in flight to its engine, when it is among them */
+	sv_call *lnext;
+	char tenant[129];  /* for strikes when its worker dies */
+	char culprit[129]; /* the tenant struck when this call's deadline kills the worker */
+	pid_t worker_pid;  /* the process the call went to, 0 if none was running */
+	uint64_t seq;      /* under sv.lock: dispatch order, oldest lowest */
+	bool quarantined;  /* routed to the quarantine pool; the reply says so */
 };
+
+/* The calls in flight to one engine, oldest first. The worker runs them one at a time, in
+ * this order, so only the oldest can be running: the hard deadline of the next one starts
+ * when it becomes the oldest. Keyed by a hash of tenant and engine name; a collision only
+ * makes a deadline start later. Under sv.lock. */
+typedef struct lane {
+	struct lane *next;
+	uint64_t key;
+	sv_call *head, *tail;
+} lane;
+
+#define NLANES 1024
+static lane *lanes[NLANES];
 
 static nng_listener listeners[SV_MAX_LISTEN];
 static int nlisteners;
@@ -56,15 +74,19 @@ sv_tenant_name_ok(const char *s)
 }
 
 static uint64_t
-fnv1a(const char *s)
+fnv1a_from(uint64_t h, const char *s)
 {
-	uint64_t h = 1469598103934665603ull;
-
 	for (; *s != '\0'; s++) {
 		h ^= (unsigned char)*s;
 		h *= 1099511628211ull;
 	}
 	return h;
+}
+
+static uint64_t
+fnv1a(const char *s)
+{
+	return fnv1a_from(1469598103934665603ull, s);
 }
 
 static void start_recv(sv_call *c);
@@ -131,6 +153,81 @@ start_recv(sv_call *c)
 	nng_ctx_recv(c->cctx, c->caio);
 }
 
+/* Starts c's hard deadline: its own length, multiplied by the calls ahead of it per executor,
+ * since it may also wait for an executor. Called with sv.lock held. */
+static void
+arm(sv_call *c, uint64_t now)
+{
+	const sv_worker *w = &sv.workers[c->worker];
+	unsigned per = sv.cfg.executors > 0 ? (unsigned)sv.cfg.executors : 1;
+	unsigned ahead = w->ninflight > 0 ? w->ninflight - 1 : 0;
+	uint64_t d;
+
+	if (c->armed || c->per_call_ms == 0)
+		return;
+	d = c->per_call_ms * (1 + ahead / per);
+	c->deadline_ns = now + (d > 3600000 ? 3600000 : d) * 1000000ull;
+	c->armed = true;
+}
+
+/* Puts c behind the calls in flight to its engine; arms its deadline when it is the first.
+ * Called with sv.lock held. */
+static void
+lane_join(sv_call *c, uint64_t now)
+{
+	lane **slot = &lanes[c->lane_key % NLANES], *l;
+
+	for (l = *slot; l != NULL && l->key != c->lane_key; l = l->next)
+		;
+	if (l == NULL && (l = calloc(1, sizeof(*l))) != NULL) {
+		l->key = c->lane_key;
+		l->next = *slot;
+		*slot = l;
+	}
+	c->lane = l;
+	c->lnext = NULL;
+	if (l == NULL) {
+		arm(c, now); /* out of memory: as if it ran at once */
+		return;
+	}
+	if (l->tail != NULL) {
+		l->tail->lnext = c;
+	} else {
+		l->head = c;
+		arm(c, now);
+	}
+	l->tail = c;
+}
+
+/* Takes c out of its lane; the next call to the engine may run now. Called with sv.lock held.
+ */
+static void
+lane_leave(sv_call *c)
+{
+	lane *l = c->lane, **pp;
+	sv_call **cp, *prev = NULL;
+
+	if (l == NULL)
+		return;
+	c->lane = NULL;
+	for (cp = &l->head; *cp != NULL && *cp != c; cp = &(*cp)->lnext)
+		prev = *cp;
+	if (*cp == c) {
+		*cp = c->lnext;
+		if (l->tail == c)
+			l->tail = prev;
+	}
+	c->lnext = NULL;
+	if (l->head != NULL) {
+		arm(l->head, sv_now_ns());
+		return;
+	}
+	for (pp = &lanes[l->key % NLANES]; *pp != l; pp = &(*pp)->next)
+		;
+	*pp = l->next;
+	free(l);
+}
+
 /* Takes c off its worker's in-flight list. Called with sv.lock held. */
 static void
 unlink_call(sv_call *c)
@@ -139,6 +236,7 @@ unlink_call(sv_call *c)
 
 	if (!c->linked)
 		return;
+	lane_leave(c);
 	if (c->prev != NULL)
 		c->prev->next = c->next;
 	else
@@ -182,6 +280,8 @@ forward(sv_call *c, nng_msg *req, const mj_request *r)
 
 	sv_policy_for(r->tenant, &p, &defs);
 	snprintf(c->tenant, sizeof(c->tenant), "%s", r->tenant);
+	c->lane_key = fnv1a_from(fnv1a_from(fnv1a(r->tenant), "/"),
+	                         r->engine != NULL && r->engine[0] != '\0' ? r->engine : "default");
 	if (mj_proto_limits_from(&defs, &defaults) != MJ_OK ||
 	    mj_proto_limits_from(&p.max, &max) != MJ_OK)
 		goto fail;
@@ -220,8 +320,7 @@ static uint64_t dispatch_seq; /* under sv.lock */
 static void
 dispatch(sv_call *c, uint8_t *frame, size_t len, uint64_t per_call_ms)
 {
-	unsigned queued, per = sv.cfg.executors > 0 ? (unsigned)sv.cfg.executors : 1;
-	uint64_t tag, d, h = fnv1a(c->tenant);
+	uint64_t tag, h = fnv1a(c->tenant);
 	sv_link *l = NULL;
 	sv_worker *w;
 
@@ -243,17 +342,13 @@ dispatch(sv_call *c, uint8_t *frame, size_t len, uint64_t per_call_ms)
 	else
 		w->inflight = c;
 	w->inflight_tail = c;
-	queued = w->ninflight++;
+	w->ninflight++;
 	c->linked = true;
 	c->state = C_WORKER;
-	/* The worker runs `executors` calls at once; a call queued behind others there may wait
-	 * for them, so the hard deadline grows with that queue instead of killing a healthy
-	 * worker. */
+	c->per_call_ms = per_call_ms;
+	c->armed = false;
 	c->deadline_ns = 0;
-	if (per_call_ms != 0) {
-		d = per_call_ms * (1 + queued / per);
-		c->deadline_ns = sv_now_ns() + (d > 3600000 ? 3600000 : d) * 1000000ull;
-	}
+	lane_join(c, sv_now_ns());
 	if (w->link != NULL && !w->link->eof && w->pid != 0) {
 		/* The link's own lock, taken before ours is released: frames reach the stream
 		 * in dispatch order, and the write happens outside the routing lock. */
@@ -413,8 +508,7 @@ sv_calls_take_expired(sv_worker *w, uint64_t now, sv_call *list)
 	for (c = w->inflight; c != NULL; c = next) {
 		next = c->next;
 		/* No process will take a draining slot's waiting calls. */
-		if (!(c->deadline_ns != 0 && now >= c->deadline_ns) &&
-		    !(draining && c->worker_pid == 0))
+		if (!(c->armed && now >= c->deadline_ns) && !(draining && c->worker_pid == 0))
 			continue;
 		/* A process past a hard deadline is most likely stuck on its oldest call: the call
 		 * that timed out first may only have waited behind it, with a shorter timeout. */

@@ -7,7 +7,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
-#include <stdbool.h>
 
 #include <nng/nng.h>
 
@@ -31,10 +30,13 @@ typedef struct sv_call sv_call;
  * (taken after sv.lock, never before); only the link thread reads, closes and frees a link. */
 typedef struct sv_link {
 	int fd;
-	pid_t pid;    /* the process at the other end */
-	int slot;     /* the worker index it serves, SV_SPARE while it is the spare's */
-	bool eof;     /* the stream ended or broke: the calls on pid have been answered */
-	bool retired; /* its process is reaped; the link thread closes and frees it */
+	pid_t pid;       /* the process at the other end */
+	int slot;        /* the worker index it serves, SV_SPARE while it is the spare's */
+	bool eof;        /* the stream ended or broke: the calls on pid have been answered */
+	uint64_t eof_ns; /* when */
+	bool killed;     /* the link thread has had its process killed */
+	bool retired;    /* its process is reaped; the link thread closes and frees it */
+	bool failed;     /* under wmu: a frame could not be queued; the link thread ends it */
 	mj_frame_reader in;
 	pthread_mutex_t wmu;
 	uint8_t *out; /* frames not yet written, from outoff to outlen */

@@ -419,7 +419,8 @@ kill_worker(int index, pid_t pid, const char *why, const char *tenant)
 	w = index == SV_SPARE ? &sv.spare : &sv.workers[index];
 	ours = pid > 0 && w->pid == pid;
 	if (ours) {
-		if (tenant != NULL) {
+		/* One strike per death, however many calls pass their deadline on it. */
+		if (tenant != NULL && w->culprit_pid != pid) {
 			w->culprit_pid = pid;
 			sv_quarantine_strike(tenant, (uint64_t)pid);
 		}

@@ -221,6 +221,87 @@ test_hard_deadline_kills_a_worker_stuck_in_c(void **state)
 	assert_int_equal(svc_stop(&s), 0);
 }
 
+/* Calls queued behind each other on one engine each get the whole hard deadline once they
+ * start, not from when they were sent: two calls on one engine that each wait for the clock's
+ * second to turn twice (1-2 s of wall time, whatever the load) take over 3 s together, more
+ * than the 2.6 s hard deadline, and both succeed while the worker lives. */
+static void
+test_queued_calls_on_one_engine_keep_their_deadline(void **state)
+{
+	static const char *const extra[] = {"--workers",
+	                                    "1",
+	                                    "--timeout-ms",
+	                                    "2500",
+	                                    "--deadline-margin-ms",
+	                                    "100",
+	                                    "--instruction-limit",
+	                                    "0",
+	                                    NULL};
+	static const char burn[] =
+	    "local t = os.time() repeat until os.time() >= t + 2 n = (n or 0) + 1 return n";
+	call_arg first = {.tenant = "queued", .src = burn};
+	call_arg second = {.tenant = "queued", .src = burn};
+	pthread_t a, b;
+	pid_t pid;
+	svc s;
+
+	(void)state;
+	svc_start(&s, extra);
+	first.s = second.s = &s;
+	pid = worker_pid(&s, 0);
+	assert_int_equal(pthread_create(&a, NULL, call_thread, &first), 0);
+	{
+		const char *running[] = {"event=engine_created tenant=queued ", NULL};
+		assert_true(log_wait(&s, running));
+	}
+	assert_int_equal(pthread_create(&b, NULL, call_thread, &second), 0);
+	pthread_join(a, NULL);
+	pthread_join(b, NULL);
+	assert_int_equal(first.rv, 0);
+	assert_int_equal(second.rv, 0);
+	if (first.r->status != MOONJAIL__V1__STATUS__STATUS_OK ||
+	    second.r->status != MOONJAIL__V1__STATUS__STATUS_OK)
+		fail_msg("queued calls: %s, %s", error_kind_name(first.r),
+		         error_kind_name(second.r));
+	mj_proto_free(&first.r->base);
+	mj_proto_free(&second.r->base);
+	assert_int_equal(worker_pid(&s, 0), pid);
+	assert_int_equal(eval_int(&s, "queued", "return n"), 2);
+	assert_int_equal(svc_stop(&s), 0);
+}
+
+/* A worker that ends its side of the stream but stays alive is killed and replaced: its calls
+ * are answered engine-lost at once, and the slot serves again. */
+static void
+test_worker_that_stops_answering_is_replaced(void **state)
+{
+	static const char *const extra[] = {"--workers", "1", "--quarantine-workers", "0", NULL};
+	mj_response *r;
+	uint64_t t0;
+	pid_t pid;
+	svc s;
+
+	(void)state;
+	NEED_TEST_HOOKS();
+	svc_start(&s, extra);
+	pid = worker_pid(&s, 0);
+	t0 = now_ms();
+	r = eval(&s, "mute", "return test_syscall('half_close')");
+	assert_int_equal(r->status, MOONJAIL__V1__STATUS__STATUS_ERROR);
+	if (r->error->kind != MOONJAIL__V1__ERROR_KIND__ERROR_KIND_ENGINE_LOST)
+		fail_msg("want engine-lost, got %s", error_kind_name(r));
+	/* At the end of the stream, not at the hard deadline of the minute-long hook. */
+	assert_true(now_ms() - t0 < 5000);
+	mj_proto_free(&r->base);
+	{
+		const char *kill_line[] = {"event=worker-kill", "reason=stream-ended", NULL};
+		assert_true(log_wait(&s, kill_line));
+	}
+	new_worker_pid(&s, 0, pid);
+	assert_int_equal(eval_int(&s, "mute", "return 5"), 5);
+	assert_int_equal(svc_stop(&s), 0);
+}
+
 /* A tenant whose calls kill workers twice within the window is quarantined: later replies say
  * so, its calls run on the quarantine pool, and when it kills that worker a bystander on its
  * old worker keeps its state and its worker. */
@@ -560,6 +641,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_forbidden_syscalls_kill_the_worker),
 	    cmocka_unit_test(test_hard_deadline_kills_a_worker_stuck_in_c),
+	    cmocka_unit_test(test_queued_calls_on_one_engine_keep_their_deadline),
+	    cmocka_unit_test(test_worker_that_stops_answering_is_replaced),
 	    cmocka_unit_test(test_quarantine),
 	    cmocka_unit_test(test_external_kill_strikes_no_one),
 	    cmocka_unit_test(test_deadline_strike_goes_to_the_stuck_tenant),

@@ -1275,6 +1275,98 @@ test_cpu_burner_does_not_stall_others(void **state)
 	assert_true(worst < 500);
 }
 
+/* Writes buf until the worker stops taking bytes for stall_ms; returns how many went out. */
+static size_t
+write_until_stall(fx *f, const uint8_t *buf, size_t len, unsigned stall_ms)
+{
+	struct pollfd pfd = {.fd = f->fd, .events = POLLOUT};
+	size_t done = 0;
+	ssize_t n;
+
+	while (done < len) {
+		n = write(f->fd, buf + done, len - done);
+		if (n > 0) {
+			done += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			fail_msg("writing to the worker: %s", strerror(errno));
+		if (poll(&pfd, 1, (int)stall_ms) == 0)
+			break;
+	}
+	return done;
+}
+
+/* Requests waiting behind a busy engine are bounded (64 MiB of payload): past that the worker
+ * stops reading and the socket pushes back, instead of the worker decoding everything it is
+ * sent. Every request is still answered, in order, once the engine is free. */
+static void
+test_waiting_requests_are_bounded(void **state)
+{
+	enum { N = 120 };
+	fx *f = *state;
+	Moonjail__V1__Eval ev = MOONJAIL__V1__EVAL__INIT;
+	Moonjail__V1__Response *r;
+	size_t big = (size_t)1 << 20, len, flen, sent = 0, got, i;
+	uint8_t *buf, *frame;
+	uint64_t tags[N];
+	char *src;
+	acall burner;
+
+	P.defaults.timeout_ms = 10000;
+	P.defaults.instructions = 0;
+	P.max = P.defaults;
+	P.max.memory = 64u << 20;
+	acall_start(f, &burner, "hog",
+	            "local t = os.clock() while os.clock() - t < 2.5 do end return 0");
+	src = malloc(big);
+	assert_non_null(src);
+	memcpy(src, "return 1 --", 11);
+	memset(src + 11, 'x', big - 11);
+	ev.source.data = (uint8_t *)src;
+	ev.source.len = big;
+	pack_call(f, "hog", NULL, MOONJAIL__V1__REQUEST__OP_EVAL, &ev, &buf, &len);
+	free(src);
+	flen = MJ_FRAME_HEADER + len;
+	frame = malloc(flen);
+	assert_non_null(frame);
+	memcpy(frame + MJ_FRAME_HEADER, buf, len);
+	mj_free(buf);
+	/* While the burner runs, send until the worker stops taking bytes. */
+	for (i = 0; i < N; i++) {
+		tags[i] = f->next_tag++;
+		mj_frame_header(frame, (uint32_t)len, tags[i]);
+		got = write_until_stall(f, frame, flen, 500);
+		sent += got;
+		if (got < flen) {
+			/* The rest of this frame goes once the engine is free. */
+			print_message(
+			    "the worker stopped reading after %zu of %d frames (%zu MiB)\n", i, N,
+			    sent >> 20);
+			break;
+		}
+	}
+	assert_true(i < N);
+	assert_true(sent < (size_t)96 << 20);
+	r = acall_finish(f, &burner);
+	assert_ok(r);
+	free_resp(r);
+	send_all(f, frame + got, flen - got);
+	for (i++; i < N; i++) {
+		tags[i] = f->next_tag++;
+		mj_frame_header(frame, (uint32_t)len, tags[i]);
+		send_all(f, frame, flen);
+	}
+	free(frame);
+	for (i = 0; i < N; i++) {
+		r = await_reply(f, tags[i]);
+		assert_ok(r);
+		assert_int_equal(int_value(r, 0), 1);
+		free_resp(r);
+	}
+	assert_true(child_alive(f));
+}
+
 static void
 test_engine_requests_run_in_order(void **state)
 {
@@ -1348,6 +1440,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_quotas, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cpu_burner_does_not_stall_others,
 	                                    setup_two_executors, teardown),
+	    cmocka_unit_test_setup_teardown(test_waiting_requests_are_bounded, setup_two_executors,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_engine_requests_run_in_order, setup_two_executors,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_sigterm_finishes_running_call, setup, teardown),

@@ -107,6 +107,10 @@ received(wk_worker *w, uint64_t tag, const uint8_t *payload, size_t len)
 		goto bad;
 	if (!wk_ops_policy(j->wreq->policy, &j->defaults, &j->policy, why, sizeof(why)))
 		goto bad;
+	/* The request is decoded on its own: the envelope's copy of its bytes can go now. */
+	mj_proto_free(&j->wreq->base);
+	j->wreq = NULL;
+	j->size = len;
 	if (j->req->op_case == MOONJAIL__V1__REQUEST__OP_PING) {
 		job_free(j);
 		wk_ops_ok(id, &buf, &blen);
@@ -127,6 +131,7 @@ received(wk_worker *w, uint64_t tag, const uint8_t *payload, size_t len)
 		return;
 	}
 	w->busy++;
+	w->queued_bytes += j->size;
 	if (s->tail != NULL)
 		s->tail->next = j;
 	else
@@ -221,6 +226,9 @@ run_one(wk_worker *w, wk_slot *s)
 	if (s->head == NULL)
 		s->tail = NULL;
 	j->next = NULL;
+	if (w->queued_bytes >= WK_QUEUE_BYTES && w->queued_bytes - j->size < WK_QUEUE_BYTES)
+		pthread_cond_broadcast(&w->work_cv); /* reading may resume */
+	w->queued_bytes -= j->size;
 	stopping = w->stopping;
 	pthread_mutex_unlock(&w->mu);
 
@@ -275,12 +283,15 @@ executor(void *arg)
 		if (w->ready_head != NULL) {
 			wk_slot *s = ready_pop(w);
 			/* Someone else runs the next ready slot, or takes the stream. */
-			if (w->ready_head != NULL || (!w->reading && !w->eof))
+			if (w->ready_head != NULL ||
+			    (!w->reading && !w->eof && w->queued_bytes < WK_QUEUE_BYTES))
 				pthread_cond_signal(&w->work_cv);
 			run_one(w, s);
 			continue;
 		}
-		if (!w->reading && !w->eof) {
+		/* Requests waiting for their engine hold memory: past the cap, the socket holds
+		 * the rest and moonjaild's queue behind it. */
+		if (!w->reading && !w->eof && w->queued_bytes < WK_QUEUE_BYTES) {
 			bool more;
 			w->reading = true;
 			pthread_mutex_unlock(&w->mu);

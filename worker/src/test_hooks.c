@@ -54,6 +54,17 @@ attempt(const char *name)
 		    "tenant=forged\nmoonjaild: event=stop\r\n";
 		return write(STDERR_FILENO, forged, sizeof(forged) - 1);
 	}
+	if (strcmp(name, "half_close") == 0) {
+		/* A compromised worker that stops answering but stays alive: it ends its side of
+		 * the stream (descriptor 3, as moonjaild passes it) and sleeps. */
+		struct timespec ts = {0, 10 * 1000 * 1000};
+		int i;
+
+		shutdown(3, SHUT_WR);
+		for (i = 0; i < 6000; i++)
+			nanosleep(&ts, NULL);
+		return 0;
+	}
 	if (strcmp(name, "hang") == 0) {
 		/* Not a syscall: a C call that never returns to Lua (bounded at 60 s), for the
 		 * supervisor's hard deadline. No hook or watchdog of the engine can end it. */

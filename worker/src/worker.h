@@ -19,6 +19,8 @@
 #define WK_RECV_MAX ((size_t)(16u << 20) + (128u << 10))
 /* The largest Response sent; a bigger one is replaced by an output error. */
 #define WK_SEND_MAX ((size_t)16u << 20)
+/* Payload bytes of requests read but not yet running before the executors stop reading. */
+#define WK_QUEUE_BYTES ((size_t)64 << 20)
 #define WK_SLOT_BUCKETS 4096
 #define WK_TENANT_BUCKETS 1024
 
@@ -57,6 +59,7 @@ struct wk_slot {
  * its slot, run by an executor. */
 struct wk_job {
 	uint64_t tag; /* the frame's tag, repeated in the reply */
+	size_t size;  /* the frame's payload bytes, counted in queued_bytes while it waits */
 	Moonjail__Internal__V1__WorkerRequest *wreq;
 	mj_request *req;
 	mj_limits defaults;      /* the tenant's defaults, already clamped */
@@ -82,6 +85,7 @@ struct wk_worker {
 	bool stopping;          /* SIGTERM: queued requests are refused, running ones finish */
 	bool quit;              /* executors leave */
 	unsigned busy;          /* jobs queued or running */
+	size_t queued_bytes;    /* payload bytes of jobs queued and not yet running */
 	unsigned started;       /* executors that have entered their loop */
 	wk_slot *ready_head, *ready_tail;
 	wk_slot **slots;

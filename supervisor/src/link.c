@@ -73,6 +73,8 @@ sv_link_new(int fd, pid_t pid, int slot)
 void
 sv_link_free(sv_link *l)
 {
+	sv_out *o;
+
 	/* A dispatch that found the link before it was retired may still be writing. */
 	pthread_mutex_lock(&l->wmu);
 	pthread_mutex_unlock(&l->wmu);
@@ -80,91 +82,84 @@ sv_link_free(sv_link *l)
 	if (l->fd >= 0)
 		close(l->fd);
 	mj_frame_reader_fini(&l->in);
-	free(l->out);
+	while ((o = l->outq) != NULL) {
+		l->outq = o->next;
+		free(o->buf);
+		free(o);
+	}
 	free(l);
 }
 
-/* Writes queued bytes until the socket is full. false when the stream is broken. Called with
+/* Writes queued frames until the socket is full. false when the stream is broken. Called with
  * l->wmu held. */
 static bool
 flush(sv_link *l)
 {
+	sv_out *o;
 	ssize_t n;
 
-	while (l->outoff < l->outlen) {
-		n = write(l->fd, l->out + l->outoff, l->outlen - l->outoff);
+	while ((o = l->outq) != NULL) {
+		n = write(l->fd, o->buf + o->off, o->len - o->off);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			return errno == EAGAIN || errno == EWOULDBLOCK;
 		}
-		l->outoff += (size_t)n;
+		o->off += (size_t)n;
+		if (o->off < o->len)
+			continue;
+		l->outq = o->next;
+		if (l->outq == NULL)
+			l->outq_tail = NULL;
+		free(o->buf);
+		free(o);
 	}
-	l->outoff = l->outlen = 0;
-	if (l->outcap > ((size_t)1 << 20)) {
-		/* One big frame should not pin its buffer for the process's life. */
-		free(l->out);
-		l->out = NULL;
-		l->outcap = 0;
-	}
-	return true;
-}
-
-static bool
-append(sv_link *l, const uint8_t *p, size_t len)
-{
-	size_t cap;
-	uint8_t *nb;
-
-	if (l->outoff > 0 && l->outoff == l->outlen)
-		l->outoff = l->outlen = 0;
-	if (l->outcap - l->outlen < len) {
-		if (l->outoff > 0) {
-			memmove(l->out, l->out + l->outoff, l->outlen - l->outoff);
-			l->outlen -= l->outoff;
-			l->outoff = 0;
-		}
-		for (cap = l->outcap ? l->outcap : 65536; cap - l->outlen < len; cap *= 2)
-			;
-		if (cap != l->outcap) {
-			if ((nb = realloc(l->out, cap)) == NULL)
-				return false;
-			l->out = nb;
-			l->outcap = cap;
-		}
-	}
-	memcpy(l->out + l->outlen, p, len);
-	l->outlen += len;
 	return true;
 }
 
 void
-sv_link_send(sv_link *l, const uint8_t *frame, size_t len)
+sv_link_send(sv_link *l, uint8_t *frame, size_t len)
 {
-	bool was_empty = l->outoff == l->outlen;
-	ssize_t n = 0;
+	size_t done = 0;
+	ssize_t n;
+	sv_out *o;
 
-	if (l->failed)
-		return; /* its calls are answered as lost when the link thread ends it */
-	if (was_empty) {
+	if (l->failed) {
+		free(frame); /* its calls are answered as lost when the link thread ends it */
+		return;
+	}
+	if (l->outq == NULL) {
 		/* The common case: the socket takes the whole frame at once, with no hand-off. */
 		do
 			n = write(l->fd, frame, len);
 		while (n < 0 && errno == EINTR);
-		if (n < 0)
-			n = 0; /* EAGAIN, or a broken stream the link thread is about to see */
-		if ((size_t)n == len)
+		if (n > 0)
+			done = (size_t)
+			    n; /* else EAGAIN, or a broken stream the link thread will see */
+		if (done == len) {
+			free(frame);
 			return;
+		}
 	}
-	if (!append(l, frame + n, len - (size_t)n)) {
-		/* The stream would lose its framing: the link thread ends it and replaces the
-		 * worker. */
-		l->failed = true;
+	/* The rest waits in the queue as it is, without a copy: a dispatch holds the lock only
+	 * for one write. */
+	if ((o = malloc(sizeof(*o))) == NULL) {
+		free(frame);
+		l->failed = true; /* the stream would lose its framing */
 		sv_links_wake();
 		return;
 	}
-	if (was_empty)
-		sv_links_wake();
+	o->next = NULL;
+	o->buf = frame;
+	o->len = len;
+	o->off = done;
+	if (l->outq_tail != NULL) {
+		l->outq_tail->next = o;
+	} else {
+		l->outq = o;
+		sv_links_wake(); /* the link thread now waits for room on this socket */
+	}
+	l->outq_tail = o;
 }
 
 static sv_worker *
@@ -291,7 +286,7 @@ gather(struct pollfd *fds, sv_link **links, int cap)
 			continue;
 		fds[n].fd = l->fd;
 		pthread_mutex_lock(&l->wmu);
-		fds[n].events = (short)(POLLIN | (l->outoff < l->outlen ? POLLOUT : 0));
+		fds[n].events = (short)(POLLIN | (l->outq != NULL ? POLLOUT : 0));
 		pthread_mutex_unlock(&l->wmu);
 		fds[n].revents = 0;
 		links[n++] = l;

@@ -364,7 +364,6 @@ dispatch(sv_call *c, uint8_t *frame, size_t len, uint64_t per_call_ms)
 	if (l != NULL) {
 		sv_link_send(l, frame, len);
 		pthread_mutex_unlock(&l->wmu);
-		free(frame);
 	}
 }
 
@@ -591,8 +590,9 @@ sv_router_worker_started(int index, pid_t pid)
 			pthread_mutex_lock(&w->link->wmu);
 			sv_link_send(w->link, c->frame, c->framelen);
 			pthread_mutex_unlock(&w->link->wmu);
+		} else {
+			free(c->frame);
 		}
-		free(c->frame);
 		c->frame = NULL;
 	}
 }

@@ -25,6 +25,13 @@ typedef struct sv_call sv_call;
  * the envelope. */
 #define SV_MAX_MESSAGE ((16u << 20) + (64u << 10))
 
+/* A frame waiting for room on a worker's socket: the part from off on is still to write. */
+typedef struct sv_out {
+	struct sv_out *next;
+	uint8_t *buf;
+	size_t len, off;
+} sv_out;
+
 /* moonjaild's end of the socketpair to one worker process, made before the fork: nothing else
  * can reach the worker. pid, slot, eof and retired are under sv.lock, the output under wmu
  * (taken after sv.lock, never before); only the link thread reads, closes and frees a link. */
@@ -39,9 +46,8 @@ typedef struct sv_link {
 	bool failed;     /* under wmu: a frame could not be queued; the link thread ends it */
 	mj_frame_reader in;
 	pthread_mutex_t wmu;
-	uint8_t *out; /* frames not yet written, from outoff to outlen */
-	size_t outoff, outlen, outcap;
-	struct sv_link *next; /* on the retired list */
+	struct sv_out *outq, *outq_tail; /* frames not yet written, oldest first */
+	struct sv_link *next;            /* on the retired list */
 } sv_link;
 
 /* A worker slot (index 0.. for the routed pools) or the spare (SV_SPARE): the process serving
@@ -134,9 +140,9 @@ void sv_links_stop(void);
 sv_link *sv_link_new(int fd, pid_t pid, int slot);
 /* Closes and frees l: only from the link thread, or once it has stopped. */
 void sv_link_free(sv_link *l);
-/* Queues one frame (header included) on l and writes what the socket takes now. Called with
- * l->wmu held. */
-void sv_link_send(sv_link *l, const uint8_t *frame, size_t len);
+/* Writes one frame (header included, malloc'd) to l, or what the socket takes of it now and
+ * queues the rest. Takes ownership of frame. Called with l->wmu held. */
+void sv_link_send(sv_link *l, uint8_t *frame, size_t len);
 /* Makes the link thread look at the links again (one was added, moved or retired). */
 void sv_links_wake(void);
 

@@ -109,24 +109,6 @@ bench_wait(pid_t pid)
 	return WEXITSTATUS(status);
 }
 
-/* Whether process pid is stopped (state T in /proc/pid/stat). */
-static bool
-stopped(pid_t pid)
-{
-	char path[64], buf[256], *p;
-	FILE *f;
-	size_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if ((f = fopen(path, "r")) == NULL)
-		return false;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	p = strrchr(buf, ')');
-	return p != NULL && p[1] == ' ' && p[2] == 'T';
-}
-
 static void
 test_faults_under_load(void **state)
 {

@@ -257,6 +257,24 @@ worker_pid(const svc *s, int w)
 	return pid;
 }
 
+/* Whether process pid is stopped (state T in /proc/pid/stat). */
+static inline bool
+stopped(pid_t pid)
+{
+	char path[64], buf[256], *p;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return false;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	return p != NULL && p[1] == ' ' && p[2] == 'T';
+}
+
 static inline uint64_t
 fnv1a(const char *s)
 {

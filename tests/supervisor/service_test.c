@@ -187,9 +187,15 @@ test_hard_deadline(void **state)
 	svc_start(&s, extra);
 	pid = worker_pid(&s, 0);
 	assert_int_equal(kill(pid, SIGSTOP), 0);
+	/* kill returns before every thread has stopped. */
+	for (t0 = now_ms(); !stopped(pid) && now_ms() - t0 < 2000; sleep_ms(5))
+		;
+	assert_true(stopped(pid));
 	t0 = now_ms();
 	r = eval(&s, "stuck", "return 1");
-	assert_int_equal(r->status, MOONJAIL__V1__STATUS__STATUS_ERROR);
+	if (r->status != MOONJAIL__V1__STATUS__STATUS_ERROR)
+		fail_msg("a stopped worker answered; worker %d is %s now", (int)pid,
+		         stopped(pid) ? "stopped" : "not stopped");
 	assert_int_equal(r->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_TIMEOUT);
 	assert_true(now_ms() - t0 < 5000);
 	mj_proto_free(&r->base);

@@ -117,6 +117,7 @@ mj_frame_fill(mj_frame_reader *r, int fd)
 	do
 		n = read(fd, r->buf + r->have, r->cap - r->have);
 	while (n < 0 && errno == EINTR);
+	r->short_read = n >= 0 && (size_t)n < r->cap - r->have;
 	if (n > 0)
 		r->have += (size_t)n;
 	return n;

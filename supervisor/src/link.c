@@ -217,6 +217,8 @@ read_link(sv_link *l)
 	for (reads = 0; reads < READS_PER_PASS && !l->eof; reads++) {
 		memset(&p, 0, sizeof(p));
 		n = mj_frame_fill(&l->in, l->fd);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
 		pthread_mutex_lock(&sv.lock);
 		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
 			end_link(l, &p);
@@ -239,7 +241,8 @@ read_link(sv_link *l)
 		pthread_mutex_unlock(&sv.lock);
 		/* Before the next read: the replies borrow the link's buffer. */
 		finish(&p);
-		if (n < 0)
+		/* Drained: poll says when there is more, without a read that finds nothing. */
+		if (n <= 0 || l->in.short_read)
 			return;
 	}
 }

@@ -328,11 +328,16 @@ stop_threads(wk_worker *w)
 mj_err
 wk_serve_init(wk_worker *w)
 {
+	pthread_mutexattr_t ma;
 	pthread_attr_t attr;
 	unsigned i, want;
-	int rv;
+	int rv, mrv;
 
-	if (pthread_mutex_init(&w->wmu, NULL) != 0)
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+	mrv = pthread_mutex_init(&w->wmu, &ma);
+	pthread_mutexattr_destroy(&ma);
+	if (mrv != 0)
 		return MJ_ENOMEM;
 	if (mj_frame_reader_init(&w->in, WK_RECV_MAX) != MJ_OK)
 		goto fail_reader_buf;

@@ -19,11 +19,13 @@ void mj_frame_header(uint8_t out[MJ_FRAME_HEADER], uint32_t len, uint64_t tag);
 /* Collects bytes read from a stream descriptor and splits them into frames. */
 typedef struct mj_frame_reader {
 	uint8_t *buf;
-	size_t cap;  /* allocated */
-	size_t have; /* bytes in buf */
-	size_t pos;  /* start of the first unconsumed byte */
-	size_t max;  /* largest payload accepted */
-	size_t skip; /* payload bytes of an oversized frame still to discard */
+	size_t cap;      /* allocated */
+	size_t have;     /* bytes in buf */
+	size_t pos;      /* start of the first unconsumed byte */
+	size_t max;      /* largest payload accepted */
+	size_t skip;     /* payload bytes of an oversized frame still to discard */
+	bool short_read; /* the last fill got less than it had room for: the descriptor was
+	                    drained then */
 } mj_frame_reader;
 
 /* Prepares r for payloads of at most max bytes. MJ_ENOMEM when out of memory. */

@@ -125,7 +125,7 @@ narrow_capabilities(const mj_confine_opts *o)
 static bool confined;
 
 /* Confinement runs with the stream already connected (it was made before exec), after every
- * thread exists (the executors and the engine watchdog; TSYNC covers them and no
+ * thread exists (the executors, the guard and the engine watchdog; TSYNC covers them and no
  * thread may start later), and before the first request is read. */
 static int
 worker_confine(const mj_confine_opts *opts)

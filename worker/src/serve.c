@@ -11,6 +11,26 @@
 
 /* Lua needs at least 4 MiB of C stack per calling thread (see docs/engine.md). */
 #define WK_EXEC_STACK ((size_t)8 << 20)
+/* An executor that runs the only ready job keeps the stream unread for at most about this
+ * long before the guard wakes another executor to read it. */
+#define WK_HANDOFF_NS (2 * 1000 * 1000ull)
+/* The guard ticks while requests arrive, and sleeps after this long without one. */
+#define WK_GUARD_IDLE_NS (1000 * 1000 * 1000ull)
+
+static uint64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static bool
+may_read(const wk_worker *w)
+{
+	return !w->reading && !w->eof && w->queued_bytes < WK_QUEUE_BYTES;
+}
 
 /* The stream to moonjaild failed outside a shutdown: nothing more can be answered, and a
  * confined worker cannot reconnect. moonjaild answers the calls in flight and starts a
@@ -282,18 +302,31 @@ executor(void *arg)
 	while (!w->quit) {
 		if (w->ready_head != NULL) {
 			wk_slot *s = ready_pop(w);
-			/* Someone else runs the next ready slot, or takes the stream. */
-			if (w->ready_head != NULL ||
-			    (!w->reading && !w->eof && w->queued_bytes < WK_QUEUE_BYTES))
+			if (w->ready_head != NULL) {
+				/* Another executor runs the next ready slot meanwhile. */
 				pthread_cond_signal(&w->work_cv);
+			} else if (may_read(w)) {
+				/* Nobody reads while this job runs. Most jobs are short and this
+				 * executor reads again next; waking another one to read now
+				 * would cost a wake-up per request. The guard wakes one if the
+				 * job runs long. */
+				if (w->unread_since == 0)
+					w->unread_since = now_ns();
+				w->last_job_ns = w->unread_since;
+				if (!w->guard_active) {
+					w->guard_active = true;
+					pthread_cond_signal(&w->guard_cv);
+				}
+			}
 			run_one(w, s);
 			continue;
 		}
 		/* Requests waiting for their engine hold memory: past the cap, the socket holds
 		 * the rest and moonjaild's queue behind it. */
-		if (!w->reading && !w->eof && w->queued_bytes < WK_QUEUE_BYTES) {
+		if (may_read(w)) {
 			bool more;
 			w->reading = true;
+			w->unread_since = 0;
 			pthread_mutex_unlock(&w->mu);
 			more = read_some(w);
 			pthread_mutex_lock(&w->mu);
@@ -304,7 +337,49 @@ executor(void *arg)
 			}
 			continue;
 		}
+		w->waiting++;
 		pthread_cond_wait(&w->work_cv, &w->mu);
+		w->waiting--;
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+/* Wakes an executor to read the stream when the one that would read it has been running a job
+ * for over WK_HANDOFF_NS, so a long call never leaves the stream unread while an executor is
+ * free. It ticks only while requests keep arriving. */
+static void *
+guard(void *arg)
+{
+	wk_worker *w = arg;
+	struct timespec ts;
+	uint64_t now;
+
+	pthread_mutex_lock(&w->mu);
+	w->started++;
+	pthread_cond_broadcast(&w->idle_cv);
+	while (!w->quit) {
+		if (!w->guard_active) {
+			pthread_cond_wait(&w->guard_cv, &w->mu);
+			continue;
+		}
+		now = now_ns();
+		if (w->unread_since != 0 && now - w->unread_since >= WK_HANDOFF_NS && may_read(w) &&
+		    w->waiting > 0) {
+			w->unread_since = 0;
+			pthread_cond_signal(&w->work_cv);
+		}
+		if (now - w->last_job_ns > WK_GUARD_IDLE_NS && w->unread_since == 0) {
+			w->guard_active = false;
+			continue;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += (long)WK_HANDOFF_NS;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&w->guard_cv, &w->mu, &ts);
 	}
 	pthread_mutex_unlock(&w->mu);
 	return NULL;
@@ -319,16 +394,21 @@ stop_threads(wk_worker *w)
 	w->quit = true;
 	pthread_cond_broadcast(&w->work_cv);
 	pthread_cond_broadcast(&w->idle_cv);
+	pthread_cond_broadcast(&w->guard_cv);
 	pthread_mutex_unlock(&w->mu);
 	for (i = 0; i < w->nthreads; i++)
 		pthread_join(w->threads[i], NULL);
 	w->nthreads = 0;
+	if (w->have_guard)
+		pthread_join(w->guard_thread, NULL);
+	w->have_guard = false;
 }
 
 mj_err
 wk_serve_init(wk_worker *w)
 {
 	pthread_mutexattr_t ma;
+	pthread_condattr_t ca;
 	pthread_attr_t attr;
 	unsigned i, want;
 	int rv, mrv;
@@ -339,6 +419,12 @@ wk_serve_init(wk_worker *w)
 	pthread_mutexattr_destroy(&ma);
 	if (mrv != 0)
 		return MJ_ENOMEM;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	mrv = pthread_cond_init(&w->guard_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (mrv != 0)
+		goto fail_guard_cv;
 	if (mj_frame_reader_init(&w->in, WK_RECV_MAX) != MJ_OK)
 		goto fail_reader_buf;
 	if ((w->threads = mj_calloc(w->nexec, sizeof(*w->threads))) == NULL)
@@ -353,10 +439,16 @@ wk_serve_init(wk_worker *w)
 		}
 		w->nthreads++;
 	}
+	pthread_attr_setstacksize(&attr, (size_t)64 << 10);
+	if ((rv = pthread_create(&w->guard_thread, &attr, guard, w)) != 0) {
+		wk_log("event=error what=pthread_create error=\"%s\"", strerror(rv));
+		goto fail_create;
+	}
+	w->have_guard = true;
 	pthread_attr_destroy(&attr);
 	/* Confinement follows, and a thread that has not run yet would meet the filter in its
 	 * own start-up: wait until each thread is in its loop. */
-	want = w->nthreads;
+	want = w->nthreads + 1;
 	pthread_mutex_lock(&w->mu);
 	while (w->started < want)
 		pthread_cond_wait(&w->idle_cv, &w->mu);
@@ -372,6 +464,8 @@ fail_attr:
 fail_threads:
 	mj_frame_reader_fini(&w->in);
 fail_reader_buf:
+	pthread_cond_destroy(&w->guard_cv);
+fail_guard_cv:
 	pthread_mutex_destroy(&w->wmu);
 	return MJ_ENOMEM;
 }
@@ -422,5 +516,6 @@ wk_serve_fini(wk_worker *w)
 	mj_free(w->threads);
 	w->threads = NULL;
 	mj_frame_reader_fini(&w->in);
+	pthread_cond_destroy(&w->guard_cv);
 	pthread_mutex_destroy(&w->wmu);
 }

@@ -71,12 +71,19 @@ struct wk_worker {
 	unsigned id;
 	unsigned nexec;
 	size_t budget;
-	int fd;              /* the stream to moonjaild */
-	mj_frame_reader in;  /* used by the executor holding the reader role */
-	pthread_mutex_t wmu; /* one reply written at a time */
-	bool go;             /* confined: the executors may start reading */
-	bool reading;        /* an executor holds the reader role */
-	bool eof;            /* the stream ended during a shutdown */
+	int fd;                /* the stream to moonjaild */
+	mj_frame_reader in;    /* used by the executor holding the reader role */
+	pthread_mutex_t wmu;   /* one reply written at a time */
+	bool go;               /* confined: the executors may start reading */
+	bool reading;          /* an executor holds the reader role */
+	bool eof;              /* the stream ended during a shutdown */
+	unsigned waiting;      /* executors waiting for work */
+	uint64_t unread_since; /* since when nobody reads while one could; 0 for not */
+	uint64_t last_job_ns;  /* when a job last started with nobody reading */
+	pthread_t guard_thread;
+	bool have_guard;
+	bool guard_active;       /* the guard ticks */
+	pthread_cond_t guard_cv; /* CLOCK_MONOTONIC */
 	pthread_t *threads;
 	unsigned nthreads;
 	pthread_mutex_t mu;

@@ -257,6 +257,38 @@ worker_pid(const svc *s, int w)
 	return pid;
 }
 
+/* How many lines of the log contain every one of the given strings (NULL-terminated). */
+static inline int
+log_count(const svc *s, const char *const *needles)
+{
+	char line[1024];
+	FILE *f = fopen(s->log, "r");
+	int n = 0, i;
+
+	if (f == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		for (i = 0; needles[i] != NULL && strstr(line, needles[i]) != NULL; i++)
+			;
+		if (needles[i] == NULL)
+			n++;
+	}
+	fclose(f);
+	return n;
+}
+
+/* Waits up to 5 s for a log line with every needle; returns whether it came. */
+static inline bool
+log_wait(const svc *s, const char *const *needles)
+{
+	uint64_t t0;
+
+	for (t0 = now_ms(); now_ms() - t0 < 5000; sleep_ms(10))
+		if (log_count(s, needles) > 0)
+			return true;
+	return false;
+}
+
 /* Whether process pid is stopped (state T in /proc/pid/stat). */
 static inline bool
 stopped(pid_t pid)

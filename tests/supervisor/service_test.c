@@ -210,7 +210,8 @@ test_hard_deadline(void **state)
 static void
 test_sigterm_drains(void **state)
 {
-	static const char *const extra[] = {"--workers", "1", NULL};
+	/* Room for the 0.3 s busy loop on a loaded machine. */
+	static const char *const extra[] = {"--workers", "1", "--timeout-ms", "5000", NULL};
 	load_arg a;
 	pthread_t th;
 	int status;
@@ -222,7 +223,11 @@ test_sigterm_drains(void **state)
 	a.r = NULL;
 	snprintf(a.tenant, sizeof(a.tenant), "drain");
 	assert_int_equal(pthread_create(&th, NULL, load_call, &a), 0);
-	sleep_ms(100);
+	/* The call must be in progress, not merely sent: a drain takes no new calls. */
+	{
+		const char *running[] = {"event=engine_created tenant=drain ", NULL};
+		assert_true(log_wait(&s, running));
+	}
 	kill(s.pid, SIGTERM);
 	pthread_join(th, NULL);
 	assert_int_equal(a.rv, 0);

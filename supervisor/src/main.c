@@ -231,6 +231,7 @@ teardown_watchdog(void *arg)
 		return NULL;
 	sv_log("stop", "clean=0 reason=\"nng teardown took over %d s; workers die with us\"",
 	       TEARDOWN_S);
+	sv_log_stop();
 	_exit(0);
 	return NULL;
 }
@@ -511,9 +512,14 @@ main(int argc, char **argv)
 		cleanup_dirs();
 		return 2;
 	}
+	/* From here on a stalled reader of stderr cannot stall routing: events queue for the
+	 * logger thread (started after the capability drop, like every other thread). */
+	if (sv_log_start() != 0)
+		sv_log("warning", "what=\"logger thread\" err=\"cannot start; logging in place\"");
 	if (sv_workers_start() != 0 || sv_router_start() != 0) {
 		sv_workers_stop();
 		cleanup_dirs();
+		sv_log_stop();
 		return 1;
 	}
 	for (;;) {
@@ -557,5 +563,6 @@ main(int argc, char **argv)
 	sv_policies_install(NULL);
 	sv_quarantine_fini();
 	sv_log("stop", "clean=1");
+	sv_log_stop();
 	return 0;
 }

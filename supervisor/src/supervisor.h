@@ -118,6 +118,15 @@ extern sv_state sv;
 
 /* Logging: one line per event, text ("moonjaild: event=x k=v") or JSON. */
 void sv_log(const char *event, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Starts the logger thread (after the capability drop: threads inherit capabilities); until
+ * then lines are written in place. A full queue drops lines and reports how many. Returns -1
+ * when the thread cannot start (lines are then written in place). */
+int sv_log_start(void);
+/* Queues one whole line, newline included, as it is (a relayed worker line). */
+void sv_log_line(const char *line, size_t len);
+/* Writes what is queued, waiting at most about a second per line for a stalled stderr, and
+ * writes later lines in place. */
+void sv_log_stop(void);
 
 /* Workers. */
 int sv_workers_start(void);

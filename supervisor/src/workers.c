@@ -57,8 +57,8 @@ relay_line(char *line, size_t len)
 	memcpy(out + n, line, len);
 	n += len;
 	out[n++] = '\n';
-	if (write(STDERR_FILENO, out, n) < 0)
-		return;
+	/* Through moonjaild's log queue: a stalled reader of stderr stalls no worker. */
+	sv_log_line(out, n);
 }
 
 /* Copies a worker's stderr to ours, a whole line at a time, until the worker and everything

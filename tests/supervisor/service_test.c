@@ -241,6 +241,110 @@ test_sigterm_drains(void **state)
 	s.pid = 0;
 }
 
+/* A reader of moonjaild's stderr that stops reading stalls only the log: events queue, then
+ * are dropped and counted (event=log-dropped), and every call is still answered. Logging in
+ * place blocked nng's threads once the pipe filled. */
+static void
+test_stalled_log_reader(void **state)
+{
+	static const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff};
+	char dir[32] = "/tmp/mj-svc-XXXXXX", url[96], buf[4096];
+	const char *argv[12];
+	posix_spawn_file_actions_t fa;
+	bool seen_drop = false;
+	size_t keep;
+	mj_response *r;
+	nng_socket sock;
+	nng_msg *msg;
+	uint64_t t0;
+	int p[2], i, status, n = 0, fl;
+	ssize_t got;
+	pid_t pid;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(url, sizeof(url), "ipc://%s/s.sock", dir);
+	assert_int_equal(pipe(p), 0);
+	argv[n++] = MOONJAILD_BIN;
+	argv[n++] = "--runtime-dir";
+	argv[n++] = dir;
+	argv[n++] = "--listen";
+	argv[n++] = url;
+	argv[n++] = "--worker-bin";
+	argv[n++] = MOONJAIL_WORKER_BIN;
+	argv[n++] = "--workers";
+	argv[n++] = "1";
+	argv[n] = NULL;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, p[1], 2);
+	posix_spawn_file_actions_addclose(&fa, p[0]);
+	assert_int_equal(posix_spawn(&pid, MOONJAILD_BIN, &fa, NULL, (char **)argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	if (nstarted < sizeof(started) / sizeof(started[0]))
+		started[nstarted++] = pid;
+	close(p[1]);
+	for (t0 = now_ms(); now_ms() - t0 < 10000; sleep_ms(20)) {
+		r = NULL;
+		if (call_op(url, "probe", NULL, MOONJAIL__V1__REQUEST__OP_PING, NULL, &r, 500) == 0)
+			break;
+	}
+	assert_non_null(r);
+	mj_proto_free(&r->base);
+	/* 2,000 malformed requests log 2,000 lines, far more than the pipe (64 KiB) and the
+	 * queue hold; nobody reads the pipe meanwhile. */
+	assert_int_equal(nng_req0_open(&sock), 0);
+	nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, 5000);
+	nng_socket_set_ms(sock, NNG_OPT_SENDTIMEO, 5000);
+	assert_int_equal(nng_dial(sock, url, NULL, 0), 0);
+	for (i = 0; i < 2000; i++) {
+		assert_int_equal(nng_msg_alloc(&msg, 0), 0);
+		assert_int_equal(nng_msg_append(msg, junk, sizeof(junk)), 0);
+		assert_int_equal(nng_sendmsg(sock, msg, 0), 0);
+		if (nng_recvmsg(sock, &msg, 0) != 0)
+			fail_msg("call %d got no answer while stderr was not read", i);
+		assert_true(mj_proto_unpack(&moonjail__v1__response__descriptor, nng_msg_body(msg),
+		                            nng_msg_len(msg), NULL, (ProtobufCMessage **)&r, NULL,
+		                            0) == MJ_OK);
+		nng_msg_free(msg);
+		assert_int_equal(r->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_BAD_REQUEST);
+		mj_proto_free(&r->base);
+	}
+	nng_close(sock);
+	{
+		svc tmp;
+		snprintf(tmp.url, sizeof(tmp.url), "%s", url);
+		assert_int_equal(eval_int(&tmp, "stalled", "return 7"), 7);
+	}
+	/* Reading again, the log reports what it dropped. */
+	fl = fcntl(p[0], F_GETFL);
+	fcntl(p[0], F_SETFL, fl | O_NONBLOCK);
+	for (t0 = now_ms(), keep = 0; !seen_drop && now_ms() - t0 < 10000;) {
+		/* The last bytes of the previous read stay in front: a line may span two. */
+		got = read(p[0], buf + keep, sizeof(buf) - 1 - keep);
+		if (got > 0) {
+			buf[keep + (size_t)got] = '\0';
+			seen_drop = strstr(buf, "event=log-dropped") != NULL;
+			keep = keep + (size_t)got < 64 ? keep + (size_t)got : 64;
+			memmove(buf, buf + strlen(buf) - keep, keep);
+		} else {
+			sleep_ms(10);
+		}
+	}
+	assert_true(seen_drop);
+	/* A clean stop once the reader is back. */
+	fcntl(p[0], F_SETFL, fl);
+	kill(pid, SIGTERM);
+	while (read(p[0], buf, sizeof(buf)) > 0)
+		;
+	close(p[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	for (size_t k = 0; k < nstarted; k++)
+		if (started[k] == pid)
+			started[k] = 0;
+	rmdir(dir);
+}
+
 /* Tenant policies come from the config file; SIGHUP reloads them for engines created after. */
 static void
 test_config_policies_and_reload(void **state)
@@ -585,6 +689,7 @@ main(void)
 	    cmocka_unit_test(test_worker_killed_under_load),
 	    cmocka_unit_test(test_hard_deadline),
 	    cmocka_unit_test(test_sigterm_drains),
+	    cmocka_unit_test(test_stalled_log_reader),
 	    cmocka_unit_test(test_config_policies_and_reload),
 	    cmocka_unit_test(test_cli_against_service),
 	    cmocka_unit_test(test_noisy_neighbour),

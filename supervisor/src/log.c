@@ -49,6 +49,8 @@ write_line(const char *p, size_t len, bool bounded)
 	return true;
 }
 
+static void enqueue(const char *line, size_t len, size_t limit);
+
 static size_t
 format_line(char *out, size_t cap, const char *event, const char *msg)
 {
@@ -99,11 +101,19 @@ sv_log(const char *event, const char *fmt, ...)
 	va_end(ap);
 	if ((len = format_line(line, sizeof(line), event, msg)) == 0)
 		return;
-	sv_log_line(line, len);
+	enqueue(line, len, LOG_LINES);
 }
 
 void
 sv_log_line(const char *line, size_t len)
+{
+	/* Worker lines get half the queue: a worker flooding its log cannot crowd out
+	 * moonjaild's own events (a kill, a quarantine). */
+	enqueue(line, len, LOG_LINES / 2);
+}
+
+static void
+enqueue(const char *line, size_t len, size_t limit)
 {
 	char cut[LOG_LINE_MAX];
 
@@ -121,7 +131,7 @@ sv_log_line(const char *line, size_t len)
 		write_line(line, len, done);
 		return;
 	}
-	if (count == LOG_LINES) {
+	if (count >= limit) {
 		dropped++;
 	} else {
 		size_t i = (head + count) % LOG_LINES;

@@ -6,6 +6,7 @@
 
 #include <ini.h>
 
+#include "mj/proto.h"
 #include "mj/text.h"
 #include "supervisor.h"
 
@@ -15,6 +16,8 @@ typedef struct entry {
 	mj_limits l;
 	uint32_t max_engines;
 	size_t max_memory;
+	uint8_t wire[SV_POLICY_WIRE_MAX]; /* its TenantPolicy, packed once for every call */
+	size_t wire_len;
 } entry;
 
 struct sv_policies {
@@ -129,6 +132,33 @@ sv_policies_free(sv_policies *p)
 	}
 }
 
+/* The TenantPolicy every call of e's tenants carries to the worker: engines created on first
+ * use get defaults, Create is capped by e's limits. */
+static bool
+pack(entry *e, const mj_limits *defaults)
+{
+	Moonjail__Internal__V1__TenantPolicy pol = MOONJAIL__INTERNAL__V1__TENANT_POLICY__INIT;
+	Moonjail__V1__Limits *d = NULL, *m = NULL;
+	bool ok = false;
+
+	if (mj_proto_limits_from(defaults, &d) != MJ_OK || mj_proto_limits_from(&e->l, &m) != MJ_OK)
+		goto out;
+	pol.defaults = d;
+	pol.max = m;
+	pol.max_engines = e->max_engines;
+	pol.max_memory = e->max_memory;
+	if ((e->wire_len = protobuf_c_message_get_packed_size(&pol.base)) > sizeof(e->wire))
+		goto out;
+	protobuf_c_message_pack(&pol.base, e->wire);
+	ok = true;
+out:
+	if (d != NULL)
+		mj_proto_free(&d->base);
+	if (m != NULL)
+		mj_proto_free(&m->base);
+	return ok;
+}
+
 sv_policies *
 sv_policies_load(const char *path, char *why, size_t whylen)
 {
@@ -181,6 +211,18 @@ sv_policies_load(const char *path, char *why, size_t whylen)
 			return NULL;
 		}
 	}
+	if (!pack(&p->defaults, &p->defaults.l)) {
+		snprintf(why, whylen, "out of memory");
+		sv_policies_free(p);
+		return NULL;
+	}
+	for (i = 0; i < p->n; i++) {
+		if (!pack(&p->tenants[i], &p->defaults.l)) {
+			snprintf(why, whylen, "out of memory");
+			sv_policies_free(p);
+			return NULL;
+		}
+	}
 	return p;
 }
 
@@ -202,11 +244,11 @@ sv_policies_count(const sv_policies *p)
 	return p != NULL ? p->n : 0;
 }
 
-void
-sv_policy_for(const char *tenant, mj_tenant_policy *out, mj_limits *defaults)
+size_t
+sv_policy_for(const char *tenant, mj_tenant_policy *out, uint8_t wire[SV_POLICY_WIRE_MAX])
 {
 	const entry *e;
-	size_t i;
+	size_t i, len;
 
 	pthread_rwlock_rdlock(&current_lock);
 	e = &current->defaults;
@@ -219,6 +261,8 @@ sv_policy_for(const char *tenant, mj_tenant_policy *out, mj_limits *defaults)
 	out->max = e->l;
 	out->max_engines = e->max_engines;
 	out->max_memory = e->max_memory;
-	*defaults = current->defaults.l;
+	len = e->wire_len;
+	memcpy(wire, e->wire, len);
 	pthread_rwlock_unlock(&current_lock);
+	return len;
 }

@@ -267,49 +267,47 @@ deadline_for(const mj_tenant_policy *p)
 
 static void dispatch(sv_call *c, uint8_t *frame, size_t len, uint64_t per_call_ms);
 
+/* Appends v as a protobuf varint; returns the bytes written. */
+static size_t
+put_varint(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+
+	do {
+		p[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+		v >>= 7;
+	} while (v != 0);
+	return n;
+}
+
 static void
 forward(sv_call *c, nng_msg *req, const mj_request *r)
 {
-	Moonjail__Internal__V1__WorkerRequest wr = MOONJAIL__INTERNAL__V1__WORKER_REQUEST__INIT;
-	Moonjail__Internal__V1__TenantPolicy pol = MOONJAIL__INTERNAL__V1__TENANT_POLICY__INIT;
-	Moonjail__V1__Limits *defaults = NULL, *max = NULL;
+	uint8_t pol[SV_POLICY_WIRE_MAX], *frame, *q;
+	size_t plen, rlen = nng_msg_len(req), len;
 	mj_tenant_policy p;
-	mj_limits defs;
-	uint8_t *frame = NULL;
-	size_t len;
 
-	sv_policy_for(r->tenant, &p, &defs);
+	plen = sv_policy_for(r->tenant, &p, pol);
 	snprintf(c->tenant, sizeof(c->tenant), "%s", r->tenant);
 	c->lane_key = fnv1a_from(fnv1a_from(fnv1a(r->tenant), "/"),
 	                         r->engine != NULL && r->engine[0] != '\0' ? r->engine : "default");
-	if (mj_proto_limits_from(&defs, &defaults) != MJ_OK ||
-	    mj_proto_limits_from(&p.max, &max) != MJ_OK)
-		goto fail;
-	pol.defaults = defaults;
-	pol.max = max;
-	pol.max_engines = p.max_engines;
-	pol.max_memory = p.max_memory;
-	wr.request.data = nng_msg_body(req);
-	wr.request.len = nng_msg_len(req);
-	wr.policy = &pol;
-	/* Packed straight behind the frame header: one buffer, one write. */
-	len = protobuf_c_message_get_packed_size(&wr.base);
-	if (len > UINT32_MAX || (frame = malloc(MJ_FRAME_HEADER + len)) == NULL)
-		goto fail;
-	if (protobuf_c_message_pack(&wr.base, frame + MJ_FRAME_HEADER) != len)
-		goto fail;
-	mj_proto_free(&defaults->base);
-	mj_proto_free(&max->base);
-	dispatch(c, frame, MJ_FRAME_HEADER + len, deadline_for(&p));
-	return;
-
-fail:
-	free(frame);
-	if (defaults != NULL)
-		mj_proto_free(&defaults->base);
-	if (max != NULL)
-		mj_proto_free(&max->base);
-	reply_error(c, MJ_KIND_INTERNAL, "the supervisor is out of memory");
+	/* The WorkerRequest by hand, behind the frame header: field 1 the client's request
+	 * bytes, field 2 the tenant's policy packed when the policies were loaded. */
+	len = 1 + 10 + rlen + 1 + 10 + plen;
+	if ((frame = malloc(MJ_FRAME_HEADER + len)) == NULL) {
+		reply_error(c, MJ_KIND_INTERNAL, "the supervisor is out of memory");
+		return;
+	}
+	q = frame + MJ_FRAME_HEADER;
+	*q++ = 1 << 3 | 2;
+	q += put_varint(q, rlen);
+	memcpy(q, nng_msg_body(req), rlen);
+	q += rlen;
+	*q++ = 2 << 3 | 2;
+	q += put_varint(q, plen);
+	memcpy(q, pol, plen);
+	q += plen;
+	dispatch(c, frame, (size_t)(q - frame), deadline_for(&p));
 }
 
 static uint64_t dispatch_seq; /* under sv.lock */

@@ -202,9 +202,12 @@ sv_policies *sv_policies_load(const char *path, char *why, size_t whylen);
 void sv_policies_install(sv_policies *p); /* takes ownership; frees the previous set */
 void sv_policies_free(sv_policies *p);
 size_t sv_policies_count(const sv_policies *p);
-/* The policy of a tenant (its own section, else [defaults]), and the limits engines get when
- * created on first use. */
-void sv_policy_for(const char *tenant, mj_tenant_policy *out, mj_limits *defaults);
+/* The largest packed TenantPolicy (two Limits of eight wrapped values, two quotas). */
+#define SV_POLICY_WIRE_MAX 512
+/* The policy of a tenant (its own section, else [defaults]) in *out, and in wire the
+ * TenantPolicy its calls carry to the worker, packed when the policies were loaded; returns
+ * its length. */
+size_t sv_policy_for(const char *tenant, mj_tenant_policy *out, uint8_t wire[SV_POLICY_WIRE_MAX]);
 bool sv_tenant_name_ok(const char *s);
 
 #endif

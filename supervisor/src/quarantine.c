@@ -39,15 +39,6 @@ static struct {
 } suspects[QSUSPECTS];
 static unsigned nsuspects;
 
-static uint64_t
-mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static unsigned
 bucket(const char *s)
 {
@@ -114,7 +105,7 @@ lookup(const char *tenant, bool create, uint64_t now)
 void
 sv_quarantine_strike(const char *tenant, uint64_t event)
 {
-	uint64_t now = mono_ns();
+	uint64_t now = sv_now_ns();
 	qrec *r;
 
 	if (!enabled() || tenant == NULL || tenant[0] == '\0')
@@ -223,7 +214,7 @@ sv_quarantined(const char *tenant)
 
 	if (nrecs == 0 || !enabled())
 		return false;
-	r = lookup(tenant, false, mono_ns());
+	r = lookup(tenant, false, sv_now_ns());
 	return r != NULL && r->until_ns != 0;
 }
 

@@ -549,10 +549,6 @@ sv_call_finish_reply(sv_call *c)
 void
 sv_call_finish_lost(sv_call *c)
 {
-	if (atomic_load(&sv.draining) && c->worker_pid == 0) {
-		reply_error(c, MJ_KIND_ENGINE_LOST, "the service is shutting down");
-		return;
-	}
 	reply_error(c, MJ_KIND_ENGINE_LOST,
 	            "the worker holding this engine died; the engine's state is lost");
 }

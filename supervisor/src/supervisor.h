@@ -33,7 +33,7 @@ typedef struct sv_out {
 } sv_out;
 
 /* moonjaild's end of the socketpair to one worker process, made before the fork: nothing else
- * can reach the worker. pid, slot, eof and retired are under sv.lock, the output under wmu
+ * can reach the worker. pid, slot and eof are under sv.lock, the output under wmu
  * (taken after sv.lock, never before); only the link thread reads, closes and frees a link. */
 typedef struct sv_link {
 	int fd;
@@ -42,7 +42,6 @@ typedef struct sv_link {
 	bool eof;        /* the stream ended or broke: the calls on pid have been answered */
 	uint64_t eof_ns; /* when */
 	bool killed;     /* the link thread has had its process killed */
-	bool retired;    /* its process is reaped; the link thread closes and frees it */
 	bool failed;     /* under wmu: a frame could not be queued; the link thread ends it */
 	mj_frame_reader in;
 	pthread_mutex_t wmu;

@@ -324,7 +324,6 @@ retire_link(sv_worker *w)
 {
 	if (w->link == NULL)
 		return;
-	w->link->retired = true;
 	w->link->next = sv.retired;
 	sv.retired = w->link;
 	w->link = NULL;

@@ -270,6 +270,42 @@ test_worker_that_stops_answering_is_replaced(void **state)
 	assert_int_equal(svc_stop(&s), 0);
 }
 
+/* A worker that sends a reply nobody asked for, or one announced over the limit, is killed
+ * and replaced: the call in flight on it gets engine-lost and the slot serves again. */
+static void
+test_forged_replies_kill_the_worker(void **state)
+{
+	static const struct {
+		const char *hook, *reason;
+	} cases[] = {{"forge_reply", "reason=unexpected-reply"},
+	             {"oversized_reply", "reason=oversized-reply"}};
+	static const char *const extra[] = {"--workers", "1", "--quarantine-workers", "0", NULL};
+	char src[96];
+	mj_response *r;
+	size_t i;
+	pid_t pid;
+	svc s;
+
+	(void)state;
+	NEED_TEST_HOOKS();
+	svc_start(&s, extra);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *kill_line[] = {"event=worker-kill", cases[i].reason, NULL};
+		pid = worker_pid(&s, 0);
+		snprintf(src, sizeof(src), "test_syscall('%s') return test_syscall('hang')",
+		         cases[i].hook);
+		r = eval(&s, "forger", src);
+		assert_int_equal(r->status, MOONJAIL__V1__STATUS__STATUS_ERROR);
+		if (r->error->kind != MOONJAIL__V1__ERROR_KIND__ERROR_KIND_ENGINE_LOST)
+			fail_msg("%s: want engine-lost, got %s", cases[i].hook, error_kind_name(r));
+		mj_proto_free(&r->base);
+		assert_true(log_wait(&s, kill_line));
+		new_worker_pid(&s, 0, pid);
+		assert_int_equal(eval_int(&s, "forger", "return 8"), 8);
+	}
+	assert_int_equal(svc_stop(&s), 0);
+}
+
 /* A tenant whose calls kill workers twice within the window is quarantined: later replies say
  * so, its calls run on the quarantine pool, and when it kills that worker a bystander on its
  * old worker keeps its state and its worker. */
@@ -611,6 +647,7 @@ main(void)
 	    cmocka_unit_test(test_hard_deadline_kills_a_worker_stuck_in_c),
 	    cmocka_unit_test(test_queued_calls_on_one_engine_keep_their_deadline),
 	    cmocka_unit_test(test_worker_that_stops_answering_is_replaced),
+	    cmocka_unit_test(test_forged_replies_kill_the_worker),
 	    cmocka_unit_test(test_quarantine),
 	    cmocka_unit_test(test_external_kill_strikes_no_one),
 	    cmocka_unit_test(test_deadline_strike_goes_to_the_stuck_tenant),

@@ -54,6 +54,15 @@ attempt(const char *name)
 		    "tenant=forged\nmoonjaild: event=stop\r\n";
 		return write(STDERR_FILENO, forged, sizeof(forged) - 1);
 	}
+	if (strcmp(name, "forge_reply") == 0 || strcmp(name, "oversized_reply") == 0) {
+		/* A compromised worker answering a call nobody made, or announcing a reply
+		 * over moonjaild's limit, straight onto the stream (descriptor 3). */
+		uint8_t hdr[MJ_FRAME_HEADER];
+		bool big = strcmp(name, "oversized_reply") == 0;
+
+		mj_frame_header(hdr, big ? (uint32_t)((17u << 20) + 1) : 0u, 0xdeadbeefull);
+		return write(3, hdr, sizeof(hdr));
+	}
 	if (strcmp(name, "half_close") == 0) {
 		/* A compromised worker that stops answering but stays alive: it ends its side of
 		 * the stream (descriptor 3, as moonjaild passes it) and sleeps. */

@@ -167,22 +167,14 @@ mj_frame_next(mj_frame_reader *r, uint64_t *tag, const uint8_t **payload, size_t
 }
 
 int
-mj_frame_write(int fd, uint64_t tag, const void *payload, size_t len)
+mj_frame_writev(int fd, struct iovec *v, int niov)
 {
-	uint8_t hdr[MJ_FRAME_HEADER];
-	struct iovec iov[2], *v = iov;
-	int niov = len > 0 ? 2 : 1;
 	ssize_t n;
 
-	if (len > UINT32_MAX) {
-		errno = EMSGSIZE;
-		return -1;
+	while (niov > 0 && v->iov_len == 0) {
+		v++;
+		niov--;
 	}
-	mj_frame_header(hdr, (uint32_t)len, tag);
-	iov[0].iov_base = hdr;
-	iov[0].iov_len = sizeof(hdr);
-	iov[1].iov_base = (void *)payload;
-	iov[1].iov_len = len;
 	while (niov > 0) {
 		n = writev(fd, v, niov);
 		if (n < 0) {
@@ -201,4 +193,22 @@ mj_frame_write(int fd, uint64_t tag, const void *payload, size_t len)
 		}
 	}
 	return 0;
+}
+
+int
+mj_frame_write(int fd, uint64_t tag, const void *payload, size_t len)
+{
+	uint8_t hdr[MJ_FRAME_HEADER];
+	struct iovec iov[2];
+
+	if (len > UINT32_MAX) {
+		errno = EMSGSIZE;
+		return -1;
+	}
+	mj_frame_header(hdr, (uint32_t)len, tag);
+	iov[0].iov_base = hdr;
+	iov[0].iov_len = sizeof(hdr);
+	iov[1].iov_base = (void *)payload;
+	iov[1].iov_len = len;
+	return mj_frame_writev(fd, iov, 2);
 }

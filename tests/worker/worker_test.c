@@ -156,6 +156,13 @@ setup_two_executors(void **state)
 }
 
 static int
+setup_one_executor(void **state)
+{
+	static const char *const extra[] = {"--executors", "1", NULL};
+	return start_worker(state, extra);
+}
+
+static int
 setup_small_budget(void **state)
 {
 	static const char *const extra[] = {"--memory-budget", "1500K", NULL};
@@ -1392,6 +1399,55 @@ test_engine_requests_run_in_order(void **state)
 	}
 }
 
+/* A reply held back to be written with the next job's is not held for that job's whole run: a
+ * short call read in the same batch as a long one on another engine is answered long before
+ * the long one ends. One executor, so both run on the same thread, one after the other. */
+static void
+test_reply_not_held_behind_long_job(void **state)
+{
+	fx *f = *state;
+	Moonjail__V1__Response *r;
+	Moonjail__V1__Eval ev[2] = {MOONJAIL__V1__EVAL__INIT, MOONJAIL__V1__EVAL__INIT};
+	static const char *const tenant[2] = {"quick", "slow"};
+	static const char *const src[2] = {
+	    "return 1", "local t = os.clock() while os.clock() - t < 1.5 do end return 2"};
+	uint8_t both[1024], *buf;
+	uint64_t tag[2], t0, took;
+	size_t len, n = 0;
+	int i;
+
+	P.defaults.timeout_ms = 10000;
+	P.max = P.defaults;
+	expect_int(f, "quick", NULL, "return 0", 0);
+	expect_int(f, "slow", NULL, "return 0", 0);
+	/* Both frames in one write, so the worker reads them in one batch. */
+	for (i = 0; i < 2; i++) {
+		ev[i].source.data = (uint8_t *)src[i];
+		ev[i].source.len = strlen(src[i]);
+		pack_call(f, tenant[i], NULL, MOONJAIL__V1__REQUEST__OP_EVAL, &ev[i], &buf, &len);
+		assert_true(n + MJ_FRAME_HEADER + len <= sizeof(both));
+		tag[i] = f->next_tag++;
+		mj_frame_header(both + n, (uint32_t)len, tag[i]);
+		memcpy(both + n + MJ_FRAME_HEADER, buf, len);
+		n += MJ_FRAME_HEADER + len;
+		mj_free(buf);
+	}
+	t0 = now_ms();
+	send_all(f, both, n);
+	r = await_reply(f, tag[0]);
+	took = now_ms() - t0;
+	assert_ok(r);
+	assert_int_equal(int_value(r, 0), 1);
+	free_resp(r);
+	print_message("the quick call's reply took %llu ms\n", (unsigned long long)took);
+	/* A behaviour bound, not a benchmark: the slow call burns 1500 ms of CPU. */
+	assert_true(took < 700);
+	r = await_reply(f, tag[1]);
+	assert_ok(r);
+	assert_int_equal(int_value(r, 0), 2);
+	free_resp(r);
+}
+
 static void
 test_sigterm_finishes_running_call(void **state)
 {
@@ -1443,6 +1499,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_waiting_requests_are_bounded, setup_two_executors,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_engine_requests_run_in_order, setup_two_executors,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_reply_not_held_behind_long_job, setup_one_executor,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_sigterm_finishes_running_call, setup, teardown),
 	};

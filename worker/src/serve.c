@@ -11,9 +11,13 @@
 
 /* Lua needs at least 4 MiB of C stack per calling thread (see docs/engine.md). */
 #define WK_EXEC_STACK ((size_t)8 << 20)
-/* An executor that runs the only ready job keeps the stream unread for at most about this
- * long before the guard wakes another executor to read it. */
+/* An executor that starts a job while other work waits (the stream unread, or another
+ * engine's job ready) leaves that work for at most about this long before the guard wakes
+ * another executor to take it. */
 #define WK_HANDOFF_NS (2 * 1000 * 1000ull)
+/* A reply held back to be written with the next one waits at most about this long: the guard
+ * writes it when the job after it runs long. */
+#define WK_OUT_HOLD_NS (1000 * 1000ull)
 /* The guard ticks while requests arrive, and sleeps after this long without one. */
 #define WK_GUARD_IDLE_NS (1000 * 1000 * 1000ull)
 
@@ -50,11 +54,38 @@ connection_lost(wk_worker *w, int err)
 	_exit(1);
 }
 
-/* Writes buf (mj_malloc'd, taken) as the reply to tag. */
-static void
-send_reply(wk_worker *w, uint64_t tag, uint8_t *buf, size_t len)
+/* Writes the held-back replies, then the frame (tag, buf, len) when buf is not NULL. Called
+ * with w->wmu held. */
+static int
+write_out(wk_worker *w, uint64_t tag, const uint8_t *buf, size_t len)
 {
-	int rc, err;
+	uint8_t hdr[MJ_FRAME_HEADER];
+	struct iovec iov[3];
+	int n = 0, rc;
+
+	if (w->outlen > 0) {
+		iov[n].iov_base = w->out;
+		iov[n++].iov_len = w->outlen;
+	}
+	if (buf != NULL) {
+		mj_frame_header(hdr, (uint32_t)len, tag);
+		iov[n].iov_base = hdr;
+		iov[n++].iov_len = sizeof(hdr);
+		iov[n].iov_base = (void *)buf;
+		iov[n++].iov_len = len;
+	}
+	rc = n > 0 ? mj_frame_writev(w->fd, iov, n) : 0;
+	w->outlen = 0;
+	atomic_store(&w->out_since, 0);
+	return rc;
+}
+
+/* Writes buf (mj_malloc'd, taken) as the reply to tag. With hold, when the executor runs
+ * another job next, a small reply may wait in w->out to be written with the next one. */
+static void
+send_reply(wk_worker *w, uint64_t tag, uint8_t *buf, size_t len, bool hold)
+{
+	int rc = 0, err = 0;
 
 	if (buf == NULL) {
 		/* Only when memory is exhausted: the call then ends at moonjaild's hard deadline.
@@ -63,10 +94,36 @@ send_reply(wk_worker *w, uint64_t tag, uint8_t *buf, size_t len)
 		return;
 	}
 	pthread_mutex_lock(&w->wmu);
-	rc = mj_frame_write(w->fd, tag, buf, len);
-	err = errno;
+	if (hold && len <= WK_OUT_BYTES - MJ_FRAME_HEADER - w->outlen) {
+		mj_frame_header(w->out + w->outlen, (uint32_t)len, tag);
+		memcpy(w->out + w->outlen + MJ_FRAME_HEADER, buf, len);
+		w->outlen += MJ_FRAME_HEADER + len;
+		if (atomic_load(&w->out_since) == 0)
+			atomic_store(&w->out_since, now_ns());
+	} else {
+		rc = write_out(w, tag, buf, len);
+		err = errno;
+	}
 	pthread_mutex_unlock(&w->wmu);
 	mj_free(buf);
+	if (rc != 0)
+		connection_lost(w, err);
+}
+
+/* Writes the held-back replies, if any. Called without w->mu. */
+static void
+flush_out(wk_worker *w)
+{
+	int rc = 0, err = 0;
+
+	if (atomic_load(&w->out_since) == 0)
+		return;
+	pthread_mutex_lock(&w->wmu);
+	if (w->outlen > 0) {
+		rc = write_out(w, 0, NULL, 0);
+		err = errno;
+	}
+	pthread_mutex_unlock(&w->wmu);
 	if (rc != 0)
 		connection_lost(w, err);
 }
@@ -78,7 +135,7 @@ reply_error(wk_worker *w, uint64_t tag, uint64_t id, mj_kind kind, const char *m
 	size_t len;
 
 	wk_ops_error(id, kind, msg, &buf, &len);
-	send_reply(w, tag, buf, len);
+	send_reply(w, tag, buf, len, false);
 }
 
 static void
@@ -134,7 +191,7 @@ received(wk_worker *w, uint64_t tag, const uint8_t *payload, size_t len)
 	if (j->req->op_case == MOONJAIL__V1__REQUEST__OP_PING) {
 		job_free(j);
 		wk_ops_ok(id, &buf, &blen);
-		send_reply(w, tag, buf, blen);
+		send_reply(w, tag, buf, blen, false);
 		return;
 	}
 	pthread_mutex_lock(&w->mu);
@@ -239,7 +296,7 @@ run_one(wk_worker *w, wk_slot *s)
 	wk_job *j;
 	uint8_t *buf;
 	size_t len;
-	bool stopping;
+	bool stopping, hold;
 
 	j = s->head;
 	s->head = j->next;
@@ -274,9 +331,16 @@ run_one(wk_worker *w, wk_slot *s)
 		wk_table_release(w, s);
 	}
 	evicted = wk_table_evict(w);
+	/* This executor runs another job next: its reply may wait for that one's, and the guard
+	 * writes it if that job runs long. */
+	hold = w->ready_head != NULL && !w->stopping;
+	if (hold && !w->guard_active) {
+		w->guard_active = true;
+		pthread_cond_signal(&w->guard_cv);
+	}
 	pthread_mutex_unlock(&w->mu);
 
-	send_reply(w, j->tag, buf, len);
+	send_reply(w, j->tag, buf, len, hold);
 	job_free(j);
 	wk_table_free_evicted(evicted);
 	pthread_mutex_lock(&w->mu);
@@ -287,8 +351,9 @@ run_one(wk_worker *w, wk_slot *s)
 
 /* Each executor runs ready jobs, or else reads the stream when no other executor is reading,
  * or else waits. The one that read runs a job it queued itself, so a call reaches Lua without
- * a thread hand-off, and wakes another executor to read meanwhile: a long call never leaves
- * the stream unread while an executor is free. */
+ * a thread hand-off. Other work waiting meanwhile is left to the guard: a long call never
+ * leaves the stream unread or another engine's job waiting for long while an executor is
+ * free. */
 static void *
 executor(void *arg)
 {
@@ -302,17 +367,13 @@ executor(void *arg)
 	while (!w->quit) {
 		if (w->ready_head != NULL) {
 			wk_slot *s = ready_pop(w);
-			if (w->ready_head != NULL) {
-				/* Another executor runs the next ready slot meanwhile. */
-				pthread_cond_signal(&w->work_cv);
-			} else if (may_read(w)) {
-				/* Nobody reads while this job runs. Most jobs are short and this
-				 * executor reads again next; waking another one to read now
-				 * would cost a wake-up per request. The guard wakes one if the
-				 * job runs long. */
-				if (w->unread_since == 0)
-					w->unread_since = now_ns();
-				w->last_job_ns = w->unread_since;
+			if (w->ready_head != NULL || may_read(w)) {
+				/* Other work waits while this job runs. Most jobs are short and
+				 * this executor takes that work next; waking another one now would
+				 * cost a wake-up per request. The guard wakes one if this job runs
+				 * long. */
+				w->stalled_since = now_ns();
+				w->last_job_ns = w->stalled_since;
 				if (!w->guard_active) {
 					w->guard_active = true;
 					pthread_cond_signal(&w->guard_cv);
@@ -326,8 +387,9 @@ executor(void *arg)
 		if (may_read(w)) {
 			bool more;
 			w->reading = true;
-			w->unread_since = 0;
+			w->stalled_since = 0;
 			pthread_mutex_unlock(&w->mu);
+			flush_out(w);
 			more = read_some(w);
 			pthread_mutex_lock(&w->mu);
 			w->reading = false;
@@ -335,6 +397,13 @@ executor(void *arg)
 				w->eof = true;
 				pthread_cond_broadcast(&w->work_cv);
 			}
+			continue;
+		}
+		if (atomic_load(&w->out_since) != 0) {
+			/* Nothing this executor holds back may wait while it sleeps. */
+			pthread_mutex_unlock(&w->mu);
+			flush_out(w);
+			pthread_mutex_lock(&w->mu);
 			continue;
 		}
 		w->waiting++;
@@ -345,15 +414,15 @@ executor(void *arg)
 	return NULL;
 }
 
-/* Wakes an executor to read the stream when the one that would read it has been running a job
- * for over WK_HANDOFF_NS, so a long call never leaves the stream unread while an executor is
- * free. It ticks only while requests keep arriving. */
+/* Wakes an executor when work (the stream, or a ready job) has waited for over WK_HANDOFF_NS
+ * behind a running job, so a long call never stalls other engines while an executor is free.
+ * It ticks only while requests keep arriving. */
 static void *
 guard(void *arg)
 {
 	wk_worker *w = arg;
 	struct timespec ts;
-	uint64_t now;
+	uint64_t now, held;
 
 	pthread_mutex_lock(&w->mu);
 	w->started++;
@@ -364,12 +433,19 @@ guard(void *arg)
 			continue;
 		}
 		now = now_ns();
-		if (w->unread_since != 0 && now - w->unread_since >= WK_HANDOFF_NS && may_read(w) &&
-		    w->waiting > 0) {
-			w->unread_since = 0;
+		held = atomic_load(&w->out_since);
+		if (held != 0 && now - held >= WK_OUT_HOLD_NS) {
+			pthread_mutex_unlock(&w->mu);
+			flush_out(w);
+			pthread_mutex_lock(&w->mu);
+			continue;
+		}
+		if (w->stalled_since != 0 && now - w->stalled_since >= WK_HANDOFF_NS &&
+		    (may_read(w) || w->ready_head != NULL) && w->waiting > 0) {
+			w->stalled_since = 0;
 			pthread_cond_signal(&w->work_cv);
 		}
-		if (now - w->last_job_ns > WK_GUARD_IDLE_NS && w->unread_since == 0) {
+		if (now - w->last_job_ns > WK_GUARD_IDLE_NS && w->stalled_since == 0 && held == 0) {
 			w->guard_active = false;
 			continue;
 		}
@@ -402,6 +478,7 @@ stop_threads(wk_worker *w)
 	if (w->have_guard)
 		pthread_join(w->guard_thread, NULL);
 	w->have_guard = false;
+	flush_out(w);
 }
 
 mj_err

@@ -3,6 +3,7 @@
 #define MJ_WORKER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -21,6 +22,9 @@
 #define WK_SEND_MAX ((size_t)16u << 20)
 /* Payload bytes of requests read but not yet running before the executors stop reading. */
 #define WK_QUEUE_BYTES ((size_t)64 << 20)
+/* Replies of short jobs run back to back are written together, up to this many bytes at once,
+ * so a burst of calls costs one write and one wake-up of moonjaild rather than one each. */
+#define WK_OUT_BYTES ((size_t)16 << 10)
 #define WK_SLOT_BUCKETS 4096
 #define WK_TENANT_BUCKETS 1024
 
@@ -71,15 +75,18 @@ struct wk_worker {
 	unsigned id;
 	unsigned nexec;
 	size_t budget;
-	int fd;                /* the stream to moonjaild */
-	mj_frame_reader in;    /* used by the executor holding the reader role */
-	pthread_mutex_t wmu;   /* one reply written at a time */
-	bool go;               /* confined: the executors may start reading */
-	bool reading;          /* an executor holds the reader role */
-	bool eof;              /* the stream ended during a shutdown */
-	unsigned waiting;      /* executors waiting for work */
-	uint64_t unread_since; /* since when nobody reads while one could; 0 for not */
-	uint64_t last_job_ns;  /* when a job last started with nobody reading */
+	int fd;                    /* the stream to moonjaild */
+	mj_frame_reader in;        /* used by the executor holding the reader role */
+	pthread_mutex_t wmu;       /* one reply written at a time; guards out and outlen */
+	uint8_t out[WK_OUT_BYTES]; /* replies held back to be written together */
+	size_t outlen;
+	_Atomic uint64_t out_since; /* when the oldest held-back reply was held; 0 for none */
+	bool go;                    /* confined: the executors may start reading */
+	bool reading;               /* an executor holds the reader role */
+	bool eof;                   /* the stream ended during a shutdown */
+	unsigned waiting;           /* executors waiting for work */
+	uint64_t stalled_since;     /* since when work waits for a busy executor; 0 for not */
+	uint64_t last_job_ns;       /* when a job last started with work left waiting */
 	pthread_t guard_thread;
 	bool have_guard;
 	bool guard_active;       /* the guard ticks */

@@ -1399,6 +1399,29 @@ test_engine_requests_run_in_order(void **state)
 	}
 }
 
+/* Packs evals (tenant[i], src[i]) as frames into one buffer and sends it with a single write,
+ * so the worker reads them in one batch; tag[i] receives each frame's tag. */
+static void
+send_batch(fx *f, size_t n, const char *const *tenant, const char *const *src, uint64_t *tag)
+{
+	uint8_t both[2048], *buf;
+	size_t len, used = 0, i;
+
+	for (i = 0; i < n; i++) {
+		Moonjail__V1__Eval ev = MOONJAIL__V1__EVAL__INIT;
+		ev.source.data = (uint8_t *)src[i];
+		ev.source.len = strlen(src[i]);
+		pack_call(f, tenant[i], NULL, MOONJAIL__V1__REQUEST__OP_EVAL, &ev, &buf, &len);
+		assert_true(used + MJ_FRAME_HEADER + len <= sizeof(both));
+		tag[i] = f->next_tag++;
+		mj_frame_header(both + used, (uint32_t)len, tag[i]);
+		memcpy(both + used + MJ_FRAME_HEADER, buf, len);
+		used += MJ_FRAME_HEADER + len;
+		mj_free(buf);
+	}
+	send_all(f, both, used);
+}
+
 /* A reply held back to be written with the next job's is not held for that job's whole run: a
  * short call read in the same batch as a long one on another engine is answered long before
  * the long one ends. One executor, so both run on the same thread, one after the other. */
@@ -1407,33 +1430,17 @@ test_reply_not_held_behind_long_job(void **state)
 {
 	fx *f = *state;
 	Moonjail__V1__Response *r;
-	Moonjail__V1__Eval ev[2] = {MOONJAIL__V1__EVAL__INIT, MOONJAIL__V1__EVAL__INIT};
 	static const char *const tenant[2] = {"quick", "slow"};
 	static const char *const src[2] = {
 	    "return 1", "local t = os.clock() while os.clock() - t < 1.5 do end return 2"};
-	uint8_t both[1024], *buf;
 	uint64_t tag[2], t0, took;
-	size_t len, n = 0;
-	int i;
 
 	P.defaults.timeout_ms = 10000;
 	P.max = P.defaults;
 	expect_int(f, "quick", NULL, "return 0", 0);
 	expect_int(f, "slow", NULL, "return 0", 0);
-	/* Both frames in one write, so the worker reads them in one batch. */
-	for (i = 0; i < 2; i++) {
-		ev[i].source.data = (uint8_t *)src[i];
-		ev[i].source.len = strlen(src[i]);
-		pack_call(f, tenant[i], NULL, MOONJAIL__V1__REQUEST__OP_EVAL, &ev[i], &buf, &len);
-		assert_true(n + MJ_FRAME_HEADER + len <= sizeof(both));
-		tag[i] = f->next_tag++;
-		mj_frame_header(both + n, (uint32_t)len, tag[i]);
-		memcpy(both + n + MJ_FRAME_HEADER, buf, len);
-		n += MJ_FRAME_HEADER + len;
-		mj_free(buf);
-	}
 	t0 = now_ms();
-	send_all(f, both, n);
+	send_batch(f, 2, tenant, src, tag);
 	r = await_reply(f, tag[0]);
 	took = now_ms() - t0;
 	assert_ok(r);
@@ -1446,6 +1453,40 @@ test_reply_not_held_behind_long_job(void **state)
 	assert_ok(r);
 	assert_int_equal(int_value(r, 0), 2);
 	free_resp(r);
+}
+
+/* The same when the held reply waits behind the next call on its own engine, after a call
+ * long enough for the guard to have gone idle: the first reply arrives long before the
+ * second call ends. moonjaild's hard deadline counts on it. */
+static void
+test_reply_not_held_behind_same_engine(void **state)
+{
+	fx *f = *state;
+	Moonjail__V1__Response *r;
+	static const char *const tenant[2] = {"one", "one"};
+	static const char *const src[2] = {
+	    "local t = os.clock() while os.clock() - t < 1.3 do end n = 1 return n",
+	    "local t = os.clock() while os.clock() - t < 1.3 do end n = n + 1 return n"};
+	uint64_t tag[2], first, second;
+
+	P.defaults.timeout_ms = 10000;
+	P.max = P.defaults;
+	expect_int(f, "one", NULL, "return 0", 0);
+	send_batch(f, 2, tenant, src, tag);
+	r = await_reply(f, tag[0]);
+	first = now_ms();
+	assert_ok(r);
+	assert_int_equal(int_value(r, 0), 1);
+	free_resp(r);
+	r = await_reply(f, tag[1]);
+	second = now_ms();
+	assert_ok(r);
+	assert_int_equal(int_value(r, 0), 2);
+	free_resp(r);
+	print_message("the first reply came %llu ms before the second\n",
+	              (unsigned long long)(second - first));
+	/* The second call burns 1300 ms of CPU after the first reply was due. */
+	assert_true(second - first >= 700);
 }
 
 static void
@@ -1502,6 +1543,8 @@ main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_reply_not_held_behind_long_job, setup_one_executor,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_reply_not_held_behind_same_engine,
+	                                    setup_two_executors, teardown),
 	    cmocka_unit_test_setup_teardown(test_sigterm_finishes_running_call, setup, teardown),
 	};
 

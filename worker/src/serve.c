@@ -80,12 +80,11 @@ write_out(wk_worker *w, uint64_t tag, const uint8_t *buf, size_t len)
 	return rc;
 }
 
-/* Writes buf (mj_malloc'd, taken) as the reply to tag. With hold, when the executor runs
- * another job next, a small reply may wait in w->out to be written with the next one. */
+/* Writes buf (mj_malloc'd, taken) as the reply to tag, after any held-back replies. */
 static void
-send_reply(wk_worker *w, uint64_t tag, uint8_t *buf, size_t len, bool hold)
+send_reply(wk_worker *w, uint64_t tag, uint8_t *buf, size_t len)
 {
-	int rc = 0, err = 0;
+	int rc, err;
 
 	if (buf == NULL) {
 		/* Only when memory is exhausted: the call then ends at moonjaild's hard deadline.
@@ -94,20 +93,37 @@ send_reply(wk_worker *w, uint64_t tag, uint8_t *buf, size_t len, bool hold)
 		return;
 	}
 	pthread_mutex_lock(&w->wmu);
-	if (hold && len <= WK_OUT_BYTES - MJ_FRAME_HEADER - w->outlen) {
+	rc = write_out(w, tag, buf, len);
+	err = errno;
+	pthread_mutex_unlock(&w->wmu);
+	mj_free(buf);
+	if (rc != 0)
+		connection_lost(w, err);
+}
+
+/* Holds buf back in w->out, to be written with the next reply, if it fits; true when it did
+ * (buf is then freed). Called with w->mu held, so the guard, which stops ticking only when
+ * nothing is held and checks that under w->mu, cannot miss it. */
+static bool
+hold_reply(wk_worker *w, uint64_t tag, uint8_t *buf, size_t len)
+{
+	bool held = false;
+
+	if (buf == NULL)
+		return false;
+	pthread_mutex_lock(&w->wmu);
+	if (len <= WK_OUT_BYTES - MJ_FRAME_HEADER - w->outlen) {
 		mj_frame_header(w->out + w->outlen, (uint32_t)len, tag);
 		memcpy(w->out + w->outlen + MJ_FRAME_HEADER, buf, len);
 		w->outlen += MJ_FRAME_HEADER + len;
 		if (atomic_load(&w->out_since) == 0)
 			atomic_store(&w->out_since, now_ns());
-	} else {
-		rc = write_out(w, tag, buf, len);
-		err = errno;
+		held = true;
 	}
 	pthread_mutex_unlock(&w->wmu);
-	mj_free(buf);
-	if (rc != 0)
-		connection_lost(w, err);
+	if (held)
+		mj_free(buf);
+	return held;
 }
 
 /* Writes the held-back replies, if any. Called without w->mu. */
@@ -135,7 +151,7 @@ reply_error(wk_worker *w, uint64_t tag, uint64_t id, mj_kind kind, const char *m
 	size_t len;
 
 	wk_ops_error(id, kind, msg, &buf, &len);
-	send_reply(w, tag, buf, len, false);
+	send_reply(w, tag, buf, len);
 }
 
 static void
@@ -191,7 +207,7 @@ received(wk_worker *w, uint64_t tag, const uint8_t *payload, size_t len)
 	if (j->req->op_case == MOONJAIL__V1__REQUEST__OP_PING) {
 		job_free(j);
 		wk_ops_ok(id, &buf, &blen);
-		send_reply(w, tag, buf, blen, false);
+		send_reply(w, tag, buf, blen);
 		return;
 	}
 	pthread_mutex_lock(&w->mu);
@@ -296,7 +312,7 @@ run_one(wk_worker *w, wk_slot *s)
 	wk_job *j;
 	uint8_t *buf;
 	size_t len;
-	bool stopping, hold;
+	bool stopping;
 
 	j = s->head;
 	s->head = j->next;
@@ -333,14 +349,17 @@ run_one(wk_worker *w, wk_slot *s)
 	evicted = wk_table_evict(w);
 	/* This executor runs another job next: its reply may wait for that one's, and the guard
 	 * writes it if that job runs long. */
-	hold = w->ready_head != NULL && !w->stopping;
-	if (hold && !w->guard_active) {
-		w->guard_active = true;
-		pthread_cond_signal(&w->guard_cv);
+	if (w->ready_head != NULL && !w->stopping && hold_reply(w, j->tag, buf, len)) {
+		buf = NULL;
+		if (!w->guard_active) {
+			w->guard_active = true;
+			pthread_cond_signal(&w->guard_cv);
+		}
 	}
 	pthread_mutex_unlock(&w->mu);
 
-	send_reply(w, j->tag, buf, len, hold);
+	if (buf != NULL)
+		send_reply(w, j->tag, buf, len);
 	job_free(j);
 	wk_table_free_evicted(evicted);
 	pthread_mutex_lock(&w->mu);

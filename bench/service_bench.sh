@@ -10,6 +10,9 @@
 # medians and the issue's two ratios with PASS/MISS:
 #   p50 latency at concurrency 1   <= 2x   the echo's
 #   throughput at concurrency 50   >= 0.5x the echo's
+# and, for information, the CPU time per request at concurrency 50 on each side (client plus
+# moonjaild and its workers, or client plus echo server): on a machine whose CPUs are the
+# limit, their ratio follows the throughput ratio, and shows which side's cost moved.
 # Then stops moonjaild with SIGTERM and removes everything it made. A benchmark, not a test:
 # MISS still exits 0. Exit 1 when a run reported errors, 2 when the setup failed.
 #
@@ -30,7 +33,7 @@ RUN_TIMEOUT=${RUN_TIMEOUT:-180}
 
 case "$BUILD" in
 -h | --help)
-	sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
 	exit 0
 	;;
 esac
@@ -115,7 +118,19 @@ done
 
 FAILED=0
 
-# run NAME C REQ WARM [--echo]: one moonjail-bench run; appends "p50 throughput" to $DIR/NAME.
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+
+# CPU ticks (user + system) used so far by moonjaild and every worker it started.
+service_ticks() {
+	for p in $SV_PID $(sed -n 's/.*event=[a-z]*-started .*pid=\([0-9]*\).*/\1/p' "$LOG"); do
+		sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null
+	done | awk '{t += $12 + $13} END {print t + 0}'
+}
+
+# run NAME C REQ WARM [--echo]: one moonjail-bench run; appends "p50 throughput cpu" to
+# $DIR/NAME, cpu being the CPU time per measured request in us on both sides (client plus
+# moonjaild and its workers, or client plus echo server). The service's side is counted from
+# its processes' ticks around the whole run, warmup included, so it is divided by both.
 run() {
 	name=$1 c=$2 n=$3 w=$4
 	shift 4
@@ -124,18 +139,28 @@ run() {
 	else
 		set -- --url "$URL"
 	fi
+	t0=$(service_ticks)
 	out=$(timeout -k 5 "$RUN_TIMEOUT" "$BIN/moonjail-bench" "$@" --concurrency "$c" \
 		--requests "$n" --warmup "$w" --tenants "$TENANTS" -e 'return 1' --json 2>"$DIR/err")
 	rc=$?
+	t1=$(service_ticks)
 	p50=$(printf '%s\n' "$out" | sed -n 's/.*"p50":\([0-9.]*\).*/\1/p')
 	thr=$(printf '%s\n' "$out" | sed -n 's/.*"throughput":\([0-9.]*\).*/\1/p')
+	client=$(printf '%s\n' "$out" | sed -n 's/.*"client":\([0-9.]*\).*/\1/p')
+	server=$(printf '%s\n' "$out" | sed -n 's/.*"echo_server":\([0-9.]*\).*/\1/p')
 	if [ $rc -ne 0 ] || [ -z "$p50" ] || [ -z "$thr" ]; then
 		echo "service_bench: $name run failed (exit $rc): $(cat "$DIR/err") $out" >&2
 		FAILED=1
 		return
 	fi
-	echo "$p50 $thr" >>"$DIR/$name"
-	printf '  %-8s p50 %9.1f us  %9.1f req/s\n' "$name" "$p50" "$thr"
+	if [ "$1" = --url ]; then
+		server=$(awk -v a="$t0" -v b="$t1" -v t="$CLK_TCK" -v n=$((n + w)) \
+			'BEGIN {printf "%.2f", (b - a) * 1e6 / t / n}')
+	fi
+	cpu=$(awk -v a="${client:-nan}" -v b="${server:-nan}" 'BEGIN {
+		if (a == a + 0 && b == b + 0) printf "%.1f", a + b; else print "nan"}')
+	echo "$p50 $thr $cpu" >>"$DIR/$name"
+	printf '  %-8s p50 %9.1f us  %9.1f req/s  cpu %6s us/req\n' "$name" "$p50" "$thr" "$cpu"
 }
 
 echo "service_bench: moonjail via moonjaild vs raw nng REQ/REP echo over ipc"
@@ -201,6 +226,8 @@ SP50=$(median "$DIR/svc-c50" 1)
 EP50=$(median "$DIR/echo-c50" 1)
 R1RANGE=$(ratio_range "$DIR/svc-c1" "$DIR/echo-c1" 1)
 R50RANGE=$(ratio_range "$DIR/svc-c50" "$DIR/echo-c50" 2)
+SC50=$(median "$DIR/svc-c50" 3)
+EC50=$(median "$DIR/echo-c50" 3)
 
 echo
 echo "service_bench: medians of $ROUNDS rounds"
@@ -209,6 +236,7 @@ printf '  %-28s %12s %12s\n' "c=1  p50 latency (us)" "$S1" "$E1"
 printf '  %-28s %12s %12s\n' "c=1  throughput (req/s)" "$ST1" "$ET1"
 printf '  %-28s %12s %12s\n' "c=50 p50 latency (us)" "$SP50" "$EP50"
 printf '  %-28s %12s %12s\n' "c=50 throughput (req/s)" "$S50" "$E50"
+printf '  %-28s %12s %12s\n' "c=50 cpu per request (us)" "$SC50" "$EC50"
 echo
 echo "service_bench: ratios (moonjail / echo; the range is over the per-round ratios)"
 echo "$S1 $E1 $S50 $E50" | awk -v r1="$R1RANGE" -v r50="$R50RANGE" '{
@@ -224,5 +252,9 @@ echo "$S1 $E1 $S50 $E50" | awk -v r1="$R1RANGE" -v r50="$R50RANGE" '{
 			(y >= 0.5 ? "PASS" : "MISS"), r50
 	} else
 		print "  c=50 throughput    n/a"
+}'
+echo "$SC50 $EC50" | awk '$1 > 0 && $2 > 0 && $1 == $1 + 0 && $2 == $2 + 0 {
+	printf "  c=50 cpu per request, echo / moonjail: %.2fx (not a target: where the CPUs are\n", $2 / $1
+	print  "       the limit, it follows the throughput ratio and shows which side moved)"
 }'
 exit $FAILED

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -58,6 +59,13 @@ static const char usage_text[] =
     "exit status: 0 every request succeeded; 1 some failed; 2 usage or setup error.\n";
 
 typedef struct bench bench;
+
+/* CPU time used during the measured phase, in microseconds: this process (the client, and
+ * with --echo-thread its echo server too) and the --echo server child; -1 when unknown. */
+typedef struct cpu_use {
+	double self_us;
+	double server_us;
+} cpu_use;
 
 typedef struct worker {
 	bench *b;
@@ -443,10 +451,47 @@ parse_count(const char *v, uint64_t min, uint64_t max, uint64_t *out)
 	return v != NULL && mj_parse_u64(v, out) == MJ_OK && *out >= min && *out <= max;
 }
 
+/* This process's user + system CPU time, in microseconds. */
+static double
+self_cpu_us(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru) != 0)
+		return -1;
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
+	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+/* Another process's user + system CPU time from /proc, in microseconds; -1 if unreadable. */
+static double
+proc_cpu_us(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long ut, st;
+	long tck = sysconf(_SC_CLK_TCK);
+	size_t n;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (pid <= 0 || tck <= 0 || (f = fopen(path, "r")) == NULL)
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* The command name may hold spaces and parentheses: the fields follow its last ')'.
+	 * utime and stime are fields 14 and 15; after the name come field 3 onwards. */
+	if ((p = strrchr(buf, ')')) == NULL ||
+	    sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+		return -1;
+	return (double)(ut + st) * 1e6 / (double)tck;
+}
+
 static void
 print_results(const bench *b, const char *target, const char *url, uint64_t requests,
-              uint64_t warmup, double seconds, bool json)
+              uint64_t warmup, double seconds, const cpu_use *cpu, bool json)
 {
+	double per = b->n_lat > 0 ? (double)b->n_lat : 1;
 	double thr = seconds > 0 ? (double)b->n_lat / seconds : 0;
 	uint64_t errors = b->transport + b->malformed;
 	double mean = 0;
@@ -477,6 +522,13 @@ print_results(const bench *b, const char *target, const char *url, uint64_t requ
 		for (i = 1; i < N_KINDS; i++)
 			mj_buf_printf(&o, ",\"%s\":%" PRIu64, mj_kind_name((mj_kind)i),
 			              b->kinds[i]);
+		mj_buf_printf(&o, "},\"cpu_us_per_request\":{\"client\":");
+		if (cpu->self_us >= 0)
+			mj_buf_printf(&o, "%.2f", cpu->self_us / per);
+		else
+			mj_buf_printf(&o, "null");
+		if (cpu->server_us >= 0)
+			mj_buf_printf(&o, ",\"echo_server\":%.2f", cpu->server_us / per);
 		mj_buf_printf(&o, "}}\n");
 	} else {
 		mj_buf_printf(&o, "target: %s at %s\n", target, url);
@@ -502,6 +554,12 @@ print_results(const bench *b, const char *target, const char *url, uint64_t requ
 				mj_buf_printf(&o, " %s=%" PRIu64, mj_kind_name((mj_kind)i),
 				              b->kinds[i]);
 		mj_buf_printf(&o, "\n");
+		if (cpu->self_us >= 0) {
+			mj_buf_printf(&o, "cpu (us/request): client %.2f", cpu->self_us / per);
+			if (cpu->server_us >= 0)
+				mj_buf_printf(&o, "  echo server %.2f", cpu->server_us / per);
+			mj_buf_printf(&o, "\n");
+		}
 	}
 	if (!o.failed)
 		fwrite(o.ptr, 1, o.len, stdout);
@@ -516,6 +574,7 @@ main(int argc, char **argv)
 	bool json = false, echo = false, echo_thread = false;
 	pid_t echo_pid = -1;
 	struct timespec t0, t1;
+	cpu_use cpu0, cpu;
 	echo_server es;
 	bench b;
 	uint64_t errors;
@@ -636,12 +695,19 @@ main(int argc, char **argv)
 		run_phase(&b, (size_t)warmup, false);
 	memset(b.kinds, 0, sizeof(b.kinds));
 	b.transport = b.malformed = 0;
+	cpu0.self_us = self_cpu_us();
+	cpu0.server_us = echo_pid > 0 ? proc_cpu_us(echo_pid) : -1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	run_phase(&b, (size_t)requests, true);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
+	cpu.self_us = self_cpu_us();
+	cpu.server_us = echo_pid > 0 ? proc_cpu_us(echo_pid) : -1;
+	cpu.self_us = cpu0.self_us >= 0 && cpu.self_us >= 0 ? cpu.self_us - cpu0.self_us : -1;
+	cpu.server_us =
+	    cpu0.server_us >= 0 && cpu.server_us >= 0 ? cpu.server_us - cpu0.server_us : -1;
 	qsort(b.lat_ns, b.n_lat, sizeof(*b.lat_ns), cmp_u64);
 	print_results(&b, echo || b.raw ? "echo" : "moonjail", url, requests, warmup,
-	              (double)elapsed_ns(&t0, &t1) / 1e9, json);
+	              (double)elapsed_ns(&t0, &t1) / 1e9, &cpu, json);
 	errors = b.transport + b.malformed;
 	for (i = 1; i < N_KINDS; i++)
 		errors += b.kinds[i];

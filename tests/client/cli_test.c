@@ -537,12 +537,18 @@ test_bench(void **state)
 	assert_non_null(strstr(o.out.ptr, "\"concurrency\":4,\"requests\":200"));
 	assert_non_null(strstr(o.out.ptr, "\"p99.9\":"));
 	assert_non_null(strstr(o.out.ptr, "\"ok\":200,"));
+	/* CPU per request on both sides of the echo: numbers, not null. */
+	assert_non_null(strstr(o.out.ptr, "\"cpu_us_per_request\":{\"client\":"));
+	assert_null(strstr(o.out.ptr, "\"client\":null"));
+	assert_non_null(strstr(o.out.ptr, ",\"echo_server\":"));
 	outcome_free(&o);
 
 	run_prog(BENCH_BIN, svc, NULL, &o);
 	assert_int_equal(o.status, 0);
 	assert_non_null(strstr(o.out.ptr, "throughput: "));
 	assert_non_null(strstr(o.out.ptr, "errors: none"));
+	assert_non_null(strstr(o.out.ptr, "cpu (us/request): client "));
+	assert_null(strstr(o.out.ptr, "echo server"));
 	outcome_free(&o);
 
 	run_prog(BENCH_BIN, thread, NULL, &o);

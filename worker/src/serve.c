@@ -461,8 +461,18 @@ guard(void *arg)
 		}
 		if (w->stalled_since != 0 && now - w->stalled_since >= WK_HANDOFF_NS &&
 		    (may_read(w) || w->ready_head != NULL) && w->waiting > 0) {
+			/* One waiting executor per piece of waiting work (the stream, each ready
+			 * slot), so a backlog on a many-core machine is spread at once rather
+			 * than one executor per tick. */
+			unsigned want = may_read(w) ? 1 : 0, k;
+			const wk_slot *r;
+			for (r = w->ready_head; r != NULL && want < w->waiting; r = r->ready_next)
+				want++;
+			if (want > w->waiting)
+				want = w->waiting;
+			for (k = 0; k < want; k++)
+				pthread_cond_signal(&w->work_cv);
 			w->stalled_since = 0;
-			pthread_cond_signal(&w->work_cv);
 		}
 		if (now - w->last_job_ns > WK_GUARD_IDLE_NS && w->stalled_since == 0 && held == 0) {
 			w->guard_active = false;

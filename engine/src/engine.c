@@ -162,7 +162,7 @@ over_budget(mj_engine *e)
 		return true;
 	}
 	if (atomic_load_explicit(&e->slot.fired, memory_order_relaxed) ||
-	    (e->deadline_ns != 0 && mj__now_ns() >= e->deadline_ns)) {
+	    (e->deadline_ns != 0 && mj_now_ns() >= e->deadline_ns)) {
 		mj__engine_kill(e, MJ_KIND_TIMEOUT);
 		return true;
 	}
@@ -675,7 +675,7 @@ engine_call(mj_engine *e, const char *src, size_t len, const char *chunkname, bo
 	L = e->L;
 	make_chunkname(name, sizeof(name), chunkname);
 	begin_call(e);
-	t0 = mj__now_ns();
+	t0 = mj_now_ns();
 	e->deadline_ns = e->limits.timeout_ms ? t0 + (uint64_t)e->limits.timeout_ms * 1000000u : 0;
 	if (e->deadline_ns != 0 && (err = mj__wd_arm(&e->slot, e->deadline_ns)) != MJ_OK) {
 		end_call(e);
@@ -749,7 +749,7 @@ done:
 			res->engine_reset = true;
 	}
 	res->stats.memory_current = e->mem_used;
-	res->stats.wall_us = (mj__now_ns() - t0) / 1000u;
+	res->stats.wall_us = (mj_now_ns() - t0) / 1000u;
 	if (err != MJ_OK)
 		mj_result_free(res);
 	return err;

@@ -10,6 +10,7 @@
 
 #include <lua.h>
 
+#include "mj/clock.h"
 #include "mj/engine.h"
 
 /* One armed wall-clock deadline, watched by the process-wide watchdog thread. */
@@ -125,7 +126,6 @@ mj_err mj__to_value(lua_State *L, int idx, mj__caps *caps, mj_value *out, char *
 void mj__push_value(lua_State *L, const mj_value *v, bool readonly, int depth);
 
 /* Watchdog: arm/disarm the calling thread's deadline; monotonic clock in ns. */
-uint64_t mj__now_ns(void);
 mj_err mj__wd_arm(mj__wd_slot *s, uint64_t deadline_ns);
 void mj__wd_disarm(mj__wd_slot *s);
 /* Called by the watchdog's signal handler on the thread whose deadline passed. */

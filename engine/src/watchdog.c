@@ -24,15 +24,6 @@ static bool wd_running; /* the thread has started: set once, under wd_lock */
 static uint64_t wd_last_arm;
 static int wd_signo;
 
-uint64_t
-mj__now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void
 wd_signal_handler(int signo)
 {
@@ -41,18 +32,6 @@ wd_signal_handler(int signo)
 	(void)signo;
 	mj__engine_on_deadline_signal();
 	errno = saved;
-}
-
-static void
-abs_time(struct timespec *ts, uint64_t ns_from_now)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += (time_t)(ns_from_now / 1000000000ull);
-	ts->tv_nsec += (long)(ns_from_now % 1000000000ull);
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
 }
 
 static void *
@@ -67,7 +46,7 @@ wd_main(void *arg)
 	wd_running = true;
 	pthread_cond_broadcast(&wd_cond);
 	for (;;) {
-		now = mj__now_ns();
+		now = mj_now_ns();
 		for (s = wd_head; s != NULL; s = s->next) {
 			if (s->deadline_ns <= now) {
 				atomic_store(&s->fired, 1);
@@ -84,7 +63,7 @@ wd_main(void *arg)
 				pthread_cond_wait(&wd_cond, &wd_lock);
 			continue;
 		}
-		abs_time(&ts, WD_TICK_NS);
+		mj_abs_time(CLOCK_MONOTONIC, &ts, WD_TICK_NS);
 		pthread_cond_timedwait(&wd_cond, &wd_lock, &ts);
 	}
 	return NULL;
@@ -155,7 +134,7 @@ mj__wd_arm(mj__wd_slot *s, uint64_t deadline_ns)
 		wd_head->prev = s;
 	wd_head = s;
 	s->linked = true;
-	wd_last_arm = mj__now_ns();
+	wd_last_arm = mj_now_ns();
 	if (wd_sleeping) {
 		wd_sleeping = false;
 		pthread_cond_signal(&wd_cond);

@@ -23,15 +23,6 @@ static pthread_t thread;
 static bool running;
 static bool quit; /* under sv.lock */
 
-uint64_t
-sv_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 void
 sv_links_wake(void)
 {
@@ -185,7 +176,7 @@ end_link(sv_link *l, pass *p)
 	if (l->eof)
 		return;
 	l->eof = true;
-	l->eof_ns = sv_now_ns();
+	l->eof_ns = mj_now_ns();
 	if (l->slot != SV_SPARE)
 		p->lost = sv_calls_take_lost(worker_of(l), l->pid, p->lost);
 }
@@ -252,7 +243,7 @@ read_link(sv_link *l)
 static void
 check_ended(pass *p)
 {
-	uint64_t now = sv_now_ns();
+	uint64_t now = mj_now_ns();
 	bool failed;
 	int i;
 
@@ -395,7 +386,7 @@ link_thread(void *arg)
 			}
 		}
 		pthread_mutex_lock(&sv.lock);
-		now = sv_now_ns();
+		now = mj_now_ns();
 		if (now >= next_tick) {
 			next_tick = now + TICK_BUSY_MS * 1000000ull;
 			for (i = 0; i < sv.nslots; i++)

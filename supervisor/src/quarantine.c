@@ -105,7 +105,7 @@ lookup(const char *tenant, bool create, uint64_t now)
 void
 sv_quarantine_strike(const char *tenant, uint64_t event)
 {
-	uint64_t now = sv_now_ns();
+	uint64_t now = mj_now_ns();
 	qrec *r;
 
 	if (!enabled() || tenant == NULL || tenant[0] == '\0')
@@ -214,7 +214,7 @@ sv_quarantined(const char *tenant)
 
 	if (nrecs == 0 || !enabled())
 		return false;
-	r = lookup(tenant, false, sv_now_ns());
+	r = lookup(tenant, false, mj_now_ns());
 	return r != NULL && r->until_ns != 0;
 }
 

@@ -219,7 +219,7 @@ lane_leave(sv_call *c)
 	}
 	c->lnext = NULL;
 	if (l->head != NULL) {
-		arm(l->head, sv_now_ns());
+		arm(l->head, mj_now_ns());
 		return;
 	}
 	for (pp = &lanes[l->key % NLANES]; *pp != l; pp = &(*pp)->next)
@@ -346,7 +346,7 @@ dispatch(sv_call *c, uint8_t *frame, size_t len, uint64_t per_call_ms)
 	c->per_call_ms = per_call_ms;
 	c->armed = false;
 	c->deadline_ns = 0;
-	lane_join(c, sv_now_ns());
+	lane_join(c, mj_now_ns());
 	if (w->link != NULL && !w->link->eof && w->pid != 0) {
 		/* The link's own lock, taken before ours is released: frames reach the stream
 		 * in dispatch order, and the write happens outside the routing lock. */

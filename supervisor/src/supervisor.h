@@ -10,6 +10,7 @@
 
 #include <nng/nng.h>
 
+#include "mj/clock.h"
 #include "mj/frame.h"
 #include "mj/limits.h"
 #include "mj/policy.h"
@@ -177,7 +178,6 @@ sv_call *sv_call_next(const sv_call *c);
 void sv_call_finish_reply(sv_call *c);
 void sv_call_finish_lost(sv_call *c);
 void sv_call_finish_expired(sv_call *c);
-uint64_t sv_now_ns(void);
 
 /* Quarantine (quarantine.c), under sv.lock: a tenant with a call in flight on a worker that
  * died of something a script can cause gets a strike; enough strikes within the window send

@@ -258,7 +258,7 @@ spawn(sv_worker *w)
 	link->pid = pid;
 	w->link = link;
 	w->pid = pid;
-	w->started_ns = sv_now_ns();
+	w->started_ns = mj_now_ns();
 	if (w->index != SV_SPARE)
 		sv_router_worker_started(w->index, pid);
 	pthread_mutex_unlock(&sv.lock);
@@ -395,7 +395,7 @@ respawn_one(sv_worker *w, uint64_t now)
 void
 sv_workers_respawn_due(void)
 {
-	uint64_t now = sv_now_ns();
+	uint64_t now = mj_now_ns();
 	int i;
 
 	if (atomic_load(&sv.draining))

@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mj/clock.h"
 #include "worker.h"
 
 /* Lua needs at least 4 MiB of C stack per calling thread (see docs/engine.md). */
@@ -20,15 +21,6 @@
 #define WK_OUT_HOLD_NS (1000 * 1000ull)
 /* The guard ticks while requests arrive, and sleeps after this long without one. */
 #define WK_GUARD_IDLE_NS (1000 * 1000 * 1000ull)
-
-static uint64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static bool
 may_read(const wk_worker *w)
@@ -117,7 +109,7 @@ hold_reply(wk_worker *w, uint64_t tag, uint8_t *buf, size_t len)
 		memcpy(w->out + w->outlen + MJ_FRAME_HEADER, buf, len);
 		w->outlen += MJ_FRAME_HEADER + len;
 		if (atomic_load(&w->out_since) == 0)
-			atomic_store(&w->out_since, now_ns());
+			atomic_store(&w->out_since, mj_now_ns());
 		held = true;
 	}
 	pthread_mutex_unlock(&w->wmu);
@@ -162,6 +154,19 @@ job_free(wk_job *j)
 	mj_proto_free(j->req != NULL ? &j->req->base : NULL);
 	mj_proto_free(j->wreq != NULL ? &j->wreq->base : NULL);
 	mj_free(j);
+}
+
+/* Puts slot s at the back of the ready queue. Called with w->mu held. */
+static void
+ready_push(wk_worker *w, wk_slot *s)
+{
+	s->ready = true;
+	s->ready_next = NULL;
+	if (w->ready_tail != NULL)
+		w->ready_tail->ready_next = s;
+	else
+		w->ready_head = s;
+	w->ready_tail = s;
 }
 
 /* Decodes one frame and queues it on its engine's slot; every failure is answered at once. */
@@ -230,15 +235,8 @@ received(wk_worker *w, uint64_t tag, const uint8_t *payload, size_t len)
 	else
 		s->head = j;
 	s->tail = j;
-	if (!s->running && !s->ready) {
-		s->ready = true;
-		s->ready_next = NULL;
-		if (w->ready_tail != NULL)
-			w->ready_tail->ready_next = s;
-		else
-			w->ready_head = s;
-		w->ready_tail = s;
-	}
+	if (!s->running && !s->ready)
+		ready_push(w, s);
 	pthread_mutex_unlock(&w->mu);
 	return;
 
@@ -337,12 +335,7 @@ run_one(wk_worker *w, wk_slot *s)
 		wk_table_update(w, s, mj_engine_memory(s->engine));
 	if (s->head != NULL) {
 		/* One job per turn: a tenant with a long queue waits behind the others. */
-		s->ready = true;
-		if (w->ready_tail != NULL)
-			w->ready_tail->ready_next = s;
-		else
-			w->ready_head = s;
-		w->ready_tail = s;
+		ready_push(w, s);
 	} else {
 		wk_table_release(w, s);
 	}
@@ -391,7 +384,7 @@ executor(void *arg)
 				 * this executor takes that work next; waking another one now would
 				 * cost a wake-up per request. The guard wakes one if this job runs
 				 * long. */
-				w->stalled_since = now_ns();
+				w->stalled_since = mj_now_ns();
 				w->last_job_ns = w->stalled_since;
 				if (!w->guard_active) {
 					w->guard_active = true;
@@ -451,7 +444,7 @@ guard(void *arg)
 			pthread_cond_wait(&w->guard_cv, &w->mu);
 			continue;
 		}
-		now = now_ns();
+		now = mj_now_ns();
 		held = atomic_load(&w->out_since);
 		if (held != 0 && now - held >= WK_OUT_HOLD_NS) {
 			pthread_mutex_unlock(&w->mu);
@@ -468,8 +461,6 @@ guard(void *arg)
 			const wk_slot *r;
 			for (r = w->ready_head; r != NULL && want < w->waiting; r = r->ready_next)
 				want++;
-			if (want > w->waiting)
-				want = w->waiting;
 			for (k = 0; k < want; k++)
 				pthread_cond_signal(&w->work_cv);
 			w->stalled_since = 0;
@@ -478,12 +469,7 @@ guard(void *arg)
 			w->guard_active = false;
 			continue;
 		}
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_nsec += (long)WK_HANDOFF_NS;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		mj_abs_time(CLOCK_MONOTONIC, &ts, WK_HANDOFF_NS);
 		pthread_cond_timedwait(&w->guard_cv, &w->mu, &ts);
 	}
 	pthread_mutex_unlock(&w->mu);
@@ -591,13 +577,7 @@ wk_serve_stop(wk_worker *w, unsigned wait_ms)
 	struct timespec deadline;
 	bool drained = true;
 
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += wait_ms / 1000;
-	deadline.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
+	mj_abs_time(CLOCK_REALTIME, &deadline, (uint64_t)wait_ms * 1000000u);
 	pthread_mutex_lock(&w->mu);
 	w->stopping = true;
 	pthread_cond_broadcast(&w->work_cv);

@@ -238,35 +238,42 @@ test_queued_calls_on_one_engine_keep_their_deadline(void **state)
 	assert_int_equal(svc_stop(&s), 0);
 }
 
+/* Runs src as tenant on worker slot 0 and checks that moonjaild kills that worker for reason
+ * (a log fragment such as "reason=stream-ended"): the call gets engine-lost within 5 s (not at
+ * a hard deadline), a new process takes the slot, and the tenant is served again. */
+static void
+expect_worker_replaced(svc *s, const char *tenant, const char *src, const char *reason)
+{
+	const char *kill_line[] = {"event=worker-kill", reason, NULL};
+	pid_t pid = worker_pid(s, 0);
+	uint64_t t0 = now_ms();
+	mj_response *r;
+
+	r = eval(s, tenant, src);
+	assert_int_equal(r->status, MOONJAIL__V1__STATUS__STATUS_ERROR);
+	if (r->error->kind != MOONJAIL__V1__ERROR_KIND__ERROR_KIND_ENGINE_LOST)
+		fail_msg("%s: want engine-lost, got %s", src, error_kind_name(r));
+	assert_true(now_ms() - t0 < 5000);
+	mj_proto_free(&r->base);
+	assert_true(log_wait(s, kill_line));
+	new_worker_pid(s, 0, pid);
+	assert_int_equal(eval_int(s, tenant, "return 8"), 8);
+}
+
 /* A worker that ends its side of the stream but stays alive is killed and replaced: its calls
- * are answered engine-lost at once, and the slot serves again. */
+ * are answered engine-lost at once (not at the hard deadline of the minute-long hook), and the
+ * slot serves again. */
 static void
 test_worker_that_stops_answering_is_replaced(void **state)
 {
 	static const char *const extra[] = {"--workers", "1", "--quarantine-workers", "0", NULL};
-	mj_response *r;
-	uint64_t t0;
-	pid_t pid;
 	svc s;
 
 	(void)state;
 	NEED_TEST_HOOKS();
 	svc_start(&s, extra);
-	pid = worker_pid(&s, 0);
-	t0 = now_ms();
-	r = eval(&s, "mute", "return test_syscall('half_close')");
-	assert_int_equal(r->status, MOONJAIL__V1__STATUS__STATUS_ERROR);
-	if (r->error->kind != MOONJAIL__V1__ERROR_KIND__ERROR_KIND_ENGINE_LOST)
-		fail_msg("want engine-lost, got %s", error_kind_name(r));
-	/* At the end of the stream, not at the hard deadline of the minute-long hook. */
-	assert_true(now_ms() - t0 < 5000);
-	mj_proto_free(&r->base);
-	{
-		const char *kill_line[] = {"event=worker-kill", "reason=stream-ended", NULL};
-		assert_true(log_wait(&s, kill_line));
-	}
-	new_worker_pid(&s, 0, pid);
-	assert_int_equal(eval_int(&s, "mute", "return 5"), 5);
+	expect_worker_replaced(&s, "mute", "return test_syscall('half_close')",
+	                       "reason=stream-ended");
 	assert_int_equal(svc_stop(&s), 0);
 }
 
@@ -275,34 +282,18 @@ test_worker_that_stops_answering_is_replaced(void **state)
 static void
 test_forged_replies_kill_the_worker(void **state)
 {
-	static const struct {
-		const char *hook, *reason;
-	} cases[] = {{"forge_reply", "reason=unexpected-reply"},
-	             {"oversized_reply", "reason=oversized-reply"}};
 	static const char *const extra[] = {"--workers", "1", "--quarantine-workers", "0", NULL};
-	char src[96];
-	mj_response *r;
-	size_t i;
-	pid_t pid;
 	svc s;
 
 	(void)state;
 	NEED_TEST_HOOKS();
 	svc_start(&s, extra);
-	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		const char *kill_line[] = {"event=worker-kill", cases[i].reason, NULL};
-		pid = worker_pid(&s, 0);
-		snprintf(src, sizeof(src), "test_syscall('%s') return test_syscall('hang')",
-		         cases[i].hook);
-		r = eval(&s, "forger", src);
-		assert_int_equal(r->status, MOONJAIL__V1__STATUS__STATUS_ERROR);
-		if (r->error->kind != MOONJAIL__V1__ERROR_KIND__ERROR_KIND_ENGINE_LOST)
-			fail_msg("%s: want engine-lost, got %s", cases[i].hook, error_kind_name(r));
-		mj_proto_free(&r->base);
-		assert_true(log_wait(&s, kill_line));
-		new_worker_pid(&s, 0, pid);
-		assert_int_equal(eval_int(&s, "forger", "return 8"), 8);
-	}
+	expect_worker_replaced(&s, "forger",
+	                       "test_syscall('forge_reply') return test_syscall('hang')",
+	                       "reason=unexpected-reply");
+	expect_worker_replaced(&s, "forger",
+	                       "test_syscall('oversized_reply') return test_syscall('hang')",
+	                       "reason=oversized-reply");
 	assert_int_equal(svc_stop(&s), 0);
 }
 

@@ -1422,6 +1422,17 @@ send_batch(fx *f, size_t n, const char *const *tenant, const char *const *src, u
 	send_all(f, both, used);
 }
 
+/* Waits for the reply to tag and checks that it returned the integer want. */
+static void
+await_int(fx *f, uint64_t tag, int64_t want)
+{
+	Moonjail__V1__Response *r = await_reply(f, tag);
+
+	assert_ok(r);
+	assert_int_equal(int_value(r, 0), want);
+	free_resp(r);
+}
+
 /* A reply held back to be written with the next job's is not held for that job's whole run: a
  * short call read in the same batch as a long one on another engine is answered long before
  * the long one ends. One executor, so both run on the same thread, one after the other. */
@@ -1429,7 +1440,6 @@ static void
 test_reply_not_held_behind_long_job(void **state)
 {
 	fx *f = *state;
-	Moonjail__V1__Response *r;
 	static const char *const tenant[2] = {"quick", "slow"};
 	static const char *const src[2] = {
 	    "return 1", "local t = os.clock() while os.clock() - t < 1.5 do end return 2"};
@@ -1441,18 +1451,12 @@ test_reply_not_held_behind_long_job(void **state)
 	expect_int(f, "slow", NULL, "return 0", 0);
 	t0 = now_ms();
 	send_batch(f, 2, tenant, src, tag);
-	r = await_reply(f, tag[0]);
+	await_int(f, tag[0], 1);
 	took = now_ms() - t0;
-	assert_ok(r);
-	assert_int_equal(int_value(r, 0), 1);
-	free_resp(r);
 	print_message("the quick call's reply took %llu ms\n", (unsigned long long)took);
 	/* A behaviour bound, not a benchmark: the slow call burns 1500 ms of CPU. */
 	assert_true(took < 700);
-	r = await_reply(f, tag[1]);
-	assert_ok(r);
-	assert_int_equal(int_value(r, 0), 2);
-	free_resp(r);
+	await_int(f, tag[1], 2);
 }
 
 /* The same when the held reply waits behind the next call on its own engine, after a call
@@ -1462,7 +1466,6 @@ static void
 test_reply_not_held_behind_same_engine(void **state)
 {
 	fx *f = *state;
-	Moonjail__V1__Response *r;
 	static const char *const tenant[2] = {"one", "one"};
 	static const char *const src[2] = {
 	    "local t = os.clock() while os.clock() - t < 1.3 do end n = 1 return n",
@@ -1473,16 +1476,10 @@ test_reply_not_held_behind_same_engine(void **state)
 	P.max = P.defaults;
 	expect_int(f, "one", NULL, "return 0", 0);
 	send_batch(f, 2, tenant, src, tag);
-	r = await_reply(f, tag[0]);
+	await_int(f, tag[0], 1);
 	first = now_ms();
-	assert_ok(r);
-	assert_int_equal(int_value(r, 0), 1);
-	free_resp(r);
-	r = await_reply(f, tag[1]);
+	await_int(f, tag[1], 2);
 	second = now_ms();
-	assert_ok(r);
-	assert_int_equal(int_value(r, 0), 2);
-	free_resp(r);
 	print_message("the first reply came %llu ms before the second\n",
 	              (unsigned long long)(second - first));
 	/* The second call burns 1300 ms of CPU after the first reply was due. */

@@ -15,6 +15,8 @@
 
 #include "worker.h"
 
+_Thread_local uint64_t wk_test_tag;
+
 /* Each entry makes the raw syscall with harmless arguments: the filter decides on the number
  * before the kernel looks at the arguments, so a bad descriptor still proves the point. */
 static long
@@ -62,6 +64,16 @@ attempt(const char *name)
 
 		mj_frame_header(hdr, big ? (uint32_t)((17u << 20) + 1) : 0u, 0xdeadbeefull);
 		return write(3, hdr, sizeof(hdr));
+	}
+	if (strcmp(name, "malformed_reply") == 0) {
+		/* A compromised worker answering the call it runs with bytes that are no
+		 * Response: field 1 as a length-delimited field longer than the message. */
+		static const uint8_t junk[] = {0x0a, 0x7f, 0x01};
+		uint8_t frame[MJ_FRAME_HEADER + sizeof(junk)];
+
+		mj_frame_header(frame, (uint32_t)sizeof(junk), wk_test_tag);
+		memcpy(frame + MJ_FRAME_HEADER, junk, sizeof(junk));
+		return write(3, frame, sizeof(frame));
 	}
 	if (strcmp(name, "half_close") == 0) {
 		/* A compromised worker that stops answering but stays alive: it ends its side of

@@ -112,6 +112,8 @@ struct wk_worker {
 #ifdef MJ_TEST_HOOKS
 /* Test builds only: installs test_syscall(name), which attempts one forbidden syscall. */
 void wk_test_hooks_install(mj_engine *e);
+/* The tag of the call this executor thread runs, for hooks that forge its reply. */
+extern _Thread_local uint64_t wk_test_tag;
 #endif
 
 /* Writes one log line "moonjail-worker[id]: " + text to stderr with a single write. */

@@ -21,15 +21,16 @@
 
 static pthread_t thread;
 static bool running;
-static bool quit; /* under sv.lock */
+static bool piped; /* sv.wake is open */
+static bool quit;  /* under sv.lock */
 
 void
 sv_links_wake(void)
 {
 	static const char b = 1;
 
-	/* A full pipe already holds a wake-up. */
-	if (write(sv.wake[1], &b, 1) < 0)
+	/* A full pipe already holds a wake-up; after sv_links_fini there is nobody to wake. */
+	if (!piped || write(sv.wake[1], &b, 1) < 0)
 		return;
 }
 
@@ -407,6 +408,7 @@ sv_links_start(void)
 
 	if (pipe2(sv.wake, O_CLOEXEC) != 0)
 		return -1;
+	piped = true;
 	for (i = 0; i < 2; i++)
 		if ((fl = fcntl(sv.wake[i], F_GETFL)) < 0 ||
 		    fcntl(sv.wake[i], F_SETFL, fl | O_NONBLOCK) != 0)
@@ -428,6 +430,15 @@ sv_links_stop(void)
 	sv_links_wake();
 	pthread_join(thread, NULL);
 	running = false;
-	close(sv.wake[0]);
-	close(sv.wake[1]);
+}
+
+void
+sv_links_fini(void)
+{
+	sv_links_stop();
+	if (piped) {
+		close(sv.wake[0]);
+		close(sv.wake[1]);
+		piped = false;
+	}
 }

@@ -15,6 +15,8 @@
 #define LOG_LINE_MAX 2048
 /* How long the logger waits for stderr to take a line once moonjaild is stopping. */
 #define LOG_STOP_WAIT_MS 1000
+/* How often a write waiting for room checks whether moonjaild is stopping. */
+#define LOG_POLL_MS 100
 
 static struct {
 	char text[LOG_LINE_MAX];
@@ -26,17 +28,36 @@ static bool async_on, stopping, done;
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t log_cv = PTHREAD_COND_INITIALIZER;
 
-/* Writes one whole line to stderr. While stopping, gives up (false) after LOG_STOP_WAIT_MS
- * without room, so that a reader that went away cannot hold moonjaild's exit. */
+static size_t format_line(char *out, size_t cap, const char *event, const char *msg);
+
 static bool
-write_line(const char *p, size_t len, bool bounded)
+is_stopping(void)
+{
+	bool s;
+
+	pthread_mutex_lock(&log_mu);
+	s = stopping;
+	pthread_mutex_unlock(&log_mu);
+	return s;
+}
+
+/* Writes one whole line to stderr, waiting for room as long as it takes, except once
+ * moonjaild is stopping: then it gives up (false) after LOG_STOP_WAIT_MS without room, even
+ * in a write that began earlier, so a reader that went away cannot hold moonjaild's exit.
+ * Called without log_mu. */
+static bool
+write_line(const char *p, size_t len)
 {
 	struct pollfd pfd = {.fd = STDERR_FILENO, .events = POLLOUT};
+	unsigned stalled_ms = 0;
 	ssize_t n;
 
 	while (len > 0) {
-		if (bounded && poll(&pfd, 1, LOG_STOP_WAIT_MS) == 0)
-			return false;
+		if (poll(&pfd, 1, LOG_POLL_MS) == 0) {
+			if (is_stopping() && (stalled_ms += LOG_POLL_MS) >= LOG_STOP_WAIT_MS)
+				return false;
+			continue;
+		}
 		n = write(STDERR_FILENO, p, len);
 		if (n < 0) {
 			if (errno == EINTR || errno == EAGAIN)
@@ -65,18 +86,25 @@ format_line(char *out, size_t cap, const char *event, const char *msg)
 	         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
 	         now.tv_nsec / 1000000);
 	if (sv.cfg.log_json) {
-		mj_buf b = {0};
-		size_t len = 0;
-		mj_buf_printf(&b, "{\"ts\":\"%s\",\"event\":", ts);
-		mj_buf_json_string(&b, event, strlen(event));
-		mj_buf_append(&b, ",\"detail\":", 10);
-		mj_buf_json_string(&b, msg, strlen(msg));
-		mj_buf_append(&b, "}\n", 2);
-		if (!b.failed && b.len < cap) {
-			memcpy(out, b.ptr, b.len);
-			len = b.len;
+		size_t len = 0, mlen = strlen(msg);
+		int attempt;
+		/* An escaped byte takes at most 6: a detail too long for one line is cut to what
+		 * fits, rather than the line being lost. */
+		for (attempt = 0; attempt < 2 && len == 0; attempt++) {
+			mj_buf b = {0};
+			if (attempt == 1 && cap > 256 && mlen > (cap - 256) / 6)
+				mlen = (cap - 256) / 6;
+			mj_buf_printf(&b, "{\"ts\":\"%s\",\"event\":", ts);
+			mj_buf_json_string(&b, event, strlen(event));
+			mj_buf_append(&b, ",\"detail\":", 10);
+			mj_buf_json_string(&b, msg, mlen);
+			mj_buf_append(&b, "}\n", 2);
+			if (!b.failed && b.len < cap) {
+				memcpy(out, b.ptr, b.len);
+				len = b.len;
+			}
+			mj_buf_free(&b);
 		}
-		mj_buf_free(&b);
 		return len;
 	}
 	n = snprintf(out, cap, "%s moonjaild: event=%s %s\n", ts, event, msg);
@@ -128,7 +156,7 @@ enqueue(const char *line, size_t len, size_t limit)
 	if (!async_on || done) {
 		/* Before the logger starts (start-up) and after it has stopped: in place. */
 		pthread_mutex_unlock(&log_mu);
-		write_line(line, len, done);
+		write_line(line, len);
 		return;
 	}
 	if (count >= limit) {
@@ -146,10 +174,10 @@ enqueue(const char *line, size_t len, size_t limit)
 static void *
 logger(void *arg)
 {
-	char line[LOG_LINE_MAX], note[128];
+	char line[LOG_LINE_MAX], note[LOG_LINE_MAX], msg[128];
 	uint64_t lost;
 	size_t len;
-	bool bounded, ok = true;
+	bool ok = true;
 
 	(void)arg;
 	pthread_mutex_lock(&log_mu);
@@ -167,19 +195,17 @@ logger(void *arg)
 			head = (head + 1) % LOG_LINES;
 			count--;
 		}
-		bounded = stopping;
 		pthread_mutex_unlock(&log_mu);
 		if (lost > 0) {
-			size_t nlen =
-			    (size_t)snprintf(note, sizeof(note),
-			                     "moonjaild: event=log-dropped lines=%llu "
-			                     "reason=\"stderr was not read fast enough\"\n",
-			                     (unsigned long long)lost);
-			ok = write_line(note, nlen < sizeof(note) ? nlen : sizeof(note) - 1,
-			                bounded);
+			size_t nlen;
+			snprintf(msg, sizeof(msg),
+			         "lines=%llu reason=\"stderr was not read fast enough\"",
+			         (unsigned long long)lost);
+			if ((nlen = format_line(note, sizeof(note), "log-dropped", msg)) > 0)
+				ok = write_line(note, nlen);
 		}
 		if (ok && len > 0)
-			ok = write_line(line, len, bounded);
+			ok = write_line(line, len);
 		pthread_mutex_lock(&log_mu);
 		if (!ok && stopping) {
 			/* Nobody reads stderr any more: the rest is lost. */

@@ -410,6 +410,15 @@ handle_request(sv_call *c, nng_msg *m)
 		reply_error(c, MJ_KIND_NONE, NULL);
 		return;
 	}
+	if (atomic_load(&sv.draining)) {
+		/* Received on a context posted before the drain began: refused, not run, so
+		 * nothing reaches a worker once the drain has counted the calls in flight. */
+		mj_proto_free(pm);
+		nng_msg_free(m);
+		reply_error(c, MJ_KIND_INTERNAL,
+		            "moonjaild is shutting down; the call did not run");
+		return;
+	}
 	forward(c, m, r);
 	mj_proto_free(pm);
 	nng_msg_free(m);
@@ -499,11 +508,13 @@ sv_calls_take_lost(sv_worker *w, pid_t pid, sv_call *list)
 sv_call *
 sv_calls_take_expired(sv_worker *w, uint64_t now, sv_call *list)
 {
-	sv_call *c, *next, *o;
+	sv_call *c, *o, *before = list;
 	bool draining = atomic_load(&sv.draining);
 
-	for (c = w->inflight; c != NULL; c = next) {
-		next = c->next;
+	/* Every culprit is found before any call leaves the list: otherwise, when two calls of
+	 * one process expire in the same pass, the later one would blame the tenant behind the
+	 * stuck call. */
+	for (c = w->inflight; c != NULL; c = c->next) {
 		/* No process will take a draining slot's waiting calls. */
 		if (!(c->armed && now >= c->deadline_ns) && !(draining && c->worker_pid == 0))
 			continue;
@@ -512,10 +523,11 @@ sv_calls_take_expired(sv_worker *w, uint64_t now, sv_call *list)
 		for (o = w->inflight; o != NULL && o->worker_pid != c->worker_pid; o = o->next)
 			;
 		snprintf(c->culprit, sizeof(c->culprit), "%s", o != NULL ? o->tenant : c->tenant);
-		unlink_call(c);
 		c->done = list;
 		list = c;
 	}
+	for (c = list; c != before; c = c->done)
+		unlink_call(c);
 	return list;
 }
 

@@ -144,6 +144,9 @@ void sv_workers_stop(void);
 int sv_links_start(void);
 /* Stops the thread: no call is answered after this. Idempotent. */
 void sv_links_stop(void);
+/* Stops the thread and closes its wake-up pipe, once nothing can wake it any more: after the
+ * router and the workers have stopped. Idempotent. */
+void sv_links_fini(void);
 /* A link on our end fd of a new socketpair (taken, also on failure); NULL when out of memory.
  */
 sv_link *sv_link_new(int fd, pid_t pid, int slot);

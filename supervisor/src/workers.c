@@ -485,4 +485,5 @@ sv_workers_stop(void)
 		sv_link_free(l);
 	}
 	sv.retired = NULL;
+	sv_links_fini();
 }

@@ -98,6 +98,7 @@ test_bad_requests(void **state)
 typedef struct load_arg {
 	const svc *s;
 	char tenant[32];
+	const char *src; /* NULL: a 0.3 s busy loop */
 	int rv;
 	mj_response *r;
 } load_arg;
@@ -108,8 +109,10 @@ load_call(void *p)
 	load_arg *a = p;
 
 	a->rv = call_op(a->s->url, a->tenant, NULL, MOONJAIL__V1__REQUEST__OP_EVAL,
-	                "local t = os.clock() while os.clock() - t < 0.3 do end return 1", &a->r,
-	                15000);
+	                a->src != NULL
+	                    ? a->src
+	                    : "local t = os.clock() while os.clock() - t < 0.3 do end return 1",
+	                &a->r, 15000);
 	return NULL;
 }
 
@@ -139,6 +142,7 @@ test_worker_killed_under_load(void **state)
 	for (i = 0; i < NLOAD; i++) {
 		args[i].s = &s;
 		args[i].r = NULL;
+		args[i].src = NULL;
 		snprintf(args[i].tenant, sizeof(args[i].tenant), "%s", i % 2 ? bystander : victim);
 		assert_int_equal(pthread_create(&th[i], NULL, load_call, &args[i]), 0);
 	}
@@ -210,9 +214,10 @@ test_hard_deadline(void **state)
 static void
 test_sigterm_drains(void **state)
 {
-	/* Room for the 0.3 s busy loop on a loaded machine. */
-	static const char *const extra[] = {"--workers", "1", "--timeout-ms", "5000", NULL};
-	load_arg a;
+	/* Room for the 1 s busy loop on a loaded machine. */
+	static const char *const extra[] = {"--workers", "1", "--timeout-ms", "10000", NULL};
+	load_arg a = {0};
+	mj_response *late;
 	pthread_t th;
 	int status;
 	svc s;
@@ -220,7 +225,7 @@ test_sigterm_drains(void **state)
 	(void)state;
 	svc_start(&s, extra);
 	a.s = &s;
-	a.r = NULL;
+	a.src = "local t = os.clock() while os.clock() - t < 1 do end return 1";
 	snprintf(a.tenant, sizeof(a.tenant), "drain");
 	assert_int_equal(pthread_create(&th, NULL, load_call, &a), 0);
 	/* The call must be in progress, not merely sent: a drain takes no new calls. */
@@ -229,6 +234,16 @@ test_sigterm_drains(void **state)
 		assert_true(log_wait(&s, running));
 	}
 	kill(s.pid, SIGTERM);
+	{
+		const char *draining[] = {"event=draining", NULL};
+		assert_true(log_wait(&s, draining));
+	}
+	/* A call that arrives during the drain is refused at once, not run. */
+	late = eval(&s, "late", "return 1");
+	assert_int_equal(late->status, MOONJAIL__V1__STATUS__STATUS_ERROR);
+	assert_int_equal(late->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_INTERNAL);
+	assert_non_null(strstr(late->error->message, "shutting down"));
+	mj_proto_free(&late->base);
 	pthread_join(th, NULL);
 	assert_int_equal(a.rv, 0);
 	assert_int_equal(a.r->status, MOONJAIL__V1__STATUS__STATUS_OK);
@@ -241,29 +256,20 @@ test_sigterm_drains(void **state)
 	s.pid = 0;
 }
 
-/* A reader of moonjaild's stderr that stops reading stalls only the log: events queue, then
- * are dropped and counted (event=log-dropped), and every call is still answered. Logging in
- * place blocked nng's threads once the pipe filled. */
-static void
-test_stalled_log_reader(void **state)
+/* Starts moonjaild (one worker) with its stderr on a pipe that nobody reads yet; *rd gets the
+ * read end. Waits until it answers ping. */
+static pid_t
+spawn_with_log_pipe(char *dir, char *url, size_t urlcap, int *rd)
 {
-	static const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff};
-	char dir[32] = "/tmp/mj-svc-XXXXXX", url[96], buf[4096];
 	const char *argv[12];
 	posix_spawn_file_actions_t fa;
-	bool seen_drop = false;
-	size_t keep;
 	mj_response *r;
-	nng_socket sock;
-	nng_msg *msg;
 	uint64_t t0;
-	int p[2], i, status, n = 0, fl;
-	ssize_t got;
+	int p[2], n = 0;
 	pid_t pid;
 
-	(void)state;
 	assert_non_null(mkdtemp(dir));
-	snprintf(url, sizeof(url), "ipc://%s/s.sock", dir);
+	snprintf(url, urlcap, "ipc://%s/s.sock", dir);
 	assert_int_equal(pipe(p), 0);
 	argv[n++] = MOONJAILD_BIN;
 	argv[n++] = "--runtime-dir";
@@ -290,8 +296,21 @@ test_stalled_log_reader(void **state)
 	}
 	assert_non_null(r);
 	mj_proto_free(&r->base);
-	/* 2,000 malformed requests log 2,000 lines, far more than the pipe (64 KiB) and the
-	 * queue hold; nobody reads the pipe meanwhile. */
+	*rd = p[0];
+	return pid;
+}
+
+/* Sends 2,000 malformed requests, which log 2,000 lines: far more than the pipe (64 KiB) and
+ * the log queue hold. Every one must be answered bad-request. */
+static void
+flood_bad_requests(const char *url)
+{
+	static const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff};
+	nng_socket sock;
+	mj_response *r;
+	nng_msg *msg;
+	int i;
+
 	assert_int_equal(nng_req0_open(&sock), 0);
 	nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, 5000);
 	nng_socket_set_ms(sock, NNG_OPT_SENDTIMEO, 5000);
@@ -310,17 +329,44 @@ test_stalled_log_reader(void **state)
 		mj_proto_free(&r->base);
 	}
 	nng_close(sock);
+}
+
+static void
+forget_started(pid_t pid)
+{
+	for (size_t k = 0; k < nstarted; k++)
+		if (started[k] == pid)
+			started[k] = 0;
+}
+
+/* A reader of moonjaild's stderr that stops reading stalls only the log: events queue, then
+ * are dropped and counted (event=log-dropped), and every call is still answered. Logging in
+ * place blocked nng's threads once the pipe filled. */
+static void
+test_stalled_log_reader(void **state)
+{
+	char dir[32] = "/tmp/mj-svc-XXXXXX", url[96], buf[4096];
+	bool seen_drop = false;
+	size_t keep;
+	uint64_t t0;
+	int rd, status, fl;
+	ssize_t got;
+	pid_t pid;
+
+	(void)state;
+	pid = spawn_with_log_pipe(dir, url, sizeof(url), &rd);
+	flood_bad_requests(url);
 	{
 		svc tmp;
 		snprintf(tmp.url, sizeof(tmp.url), "%s", url);
 		assert_int_equal(eval_int(&tmp, "stalled", "return 7"), 7);
 	}
 	/* Reading again, the log reports what it dropped. */
-	fl = fcntl(p[0], F_GETFL);
-	fcntl(p[0], F_SETFL, fl | O_NONBLOCK);
+	fl = fcntl(rd, F_GETFL);
+	fcntl(rd, F_SETFL, fl | O_NONBLOCK);
 	for (t0 = now_ms(), keep = 0; !seen_drop && now_ms() - t0 < 10000;) {
 		/* The last bytes of the previous read stay in front: a line may span two. */
-		got = read(p[0], buf + keep, sizeof(buf) - 1 - keep);
+		got = read(rd, buf + keep, sizeof(buf) - 1 - keep);
 		if (got > 0) {
 			buf[keep + (size_t)got] = '\0';
 			seen_drop = strstr(buf, "event=log-dropped") != NULL;
@@ -332,16 +378,43 @@ test_stalled_log_reader(void **state)
 	}
 	assert_true(seen_drop);
 	/* A clean stop once the reader is back. */
-	fcntl(p[0], F_SETFL, fl);
+	fcntl(rd, F_SETFL, fl);
 	kill(pid, SIGTERM);
-	while (read(p[0], buf, sizeof(buf)) > 0)
+	while (read(rd, buf, sizeof(buf)) > 0)
 		;
-	close(p[0]);
+	close(rd);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	for (size_t k = 0; k < nstarted; k++)
-		if (started[k] == pid)
-			started[k] = 0;
+	forget_started(pid);
+	rmdir(dir);
+}
+
+/* SIGTERM while nobody reads stderr any more: moonjaild still exits, cleanly, within seconds.
+ * The logger, blocked on a full pipe, gives up on the log rather than holding the exit. */
+static void
+test_sigterm_with_stalled_log_reader(void **state)
+{
+	char dir[32] = "/tmp/mj-svc-XXXXXX", url[96];
+	uint64_t t0;
+	int rd, status = 0;
+	pid_t pid, got = 0;
+
+	(void)state;
+	pid = spawn_with_log_pipe(dir, url, sizeof(url), &rd);
+	flood_bad_requests(url);
+	kill(pid, SIGTERM);
+	for (t0 = now_ms(); now_ms() - t0 < 20000 && got == 0; sleep_ms(20))
+		got = waitpid(pid, &status, WNOHANG);
+	close(rd);
+	if (got == 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		forget_started(pid);
+		fail_msg("moonjaild did not exit within 20 s of SIGTERM with its stderr stalled");
+	}
+	forget_started(pid);
+	assert_int_equal(got, pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	rmdir(dir);
 }
 
@@ -690,6 +763,7 @@ main(void)
 	    cmocka_unit_test(test_hard_deadline),
 	    cmocka_unit_test(test_sigterm_drains),
 	    cmocka_unit_test(test_stalled_log_reader),
+	    cmocka_unit_test(test_sigterm_with_stalled_log_reader),
 	    cmocka_unit_test(test_config_policies_and_reload),
 	    cmocka_unit_test(test_cli_against_service),
 	    cmocka_unit_test(test_noisy_neighbour),

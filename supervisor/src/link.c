@@ -35,7 +35,7 @@ sv_links_wake(void)
 }
 
 sv_link *
-sv_link_new(int fd, pid_t pid, int slot)
+sv_link_new(int fd, int slot)
 {
 	sv_link *l;
 	int fl;
@@ -57,7 +57,6 @@ sv_link_new(int fd, pid_t pid, int slot)
 		return NULL;
 	}
 	l->fd = fd;
-	l->pid = pid;
 	l->slot = slot;
 	return l;
 }
@@ -226,6 +225,7 @@ read_link(sv_link *l)
 					           st == MJ_FRAME_TOO_BIG ? "oversized-reply"
 					                                  : "unexpected-reply");
 					end_link(l, &p);
+					l->killed = true; /* not again as stream-ended */
 					break;
 				}
 			}

@@ -37,7 +37,6 @@ struct sv_call {
 	char tenant[129];  /* for strikes when its worker dies */
 	char culprit[129]; /* the tenant struck when this call's deadline kills the worker */
 	pid_t worker_pid;  /* the process the call went to, 0 if none was running */
-	uint64_t seq;      /* under sv.lock: dispatch order, oldest lowest */
 	bool quarantined;  /* routed to the quarantine pool; the reply says so */
 };
 
@@ -310,8 +309,6 @@ forward(sv_call *c, nng_msg *req, const mj_request *r)
 	dispatch(c, frame, (size_t)(q - frame), deadline_for(&p));
 }
 
-static uint64_t dispatch_seq; /* under sv.lock */
-
 /* Sends c's WorkerRequest frame to the process serving its worker slot, or keeps it for the
  * next process when the slot has none. Calls to one engine reach the worker in the order they
  * are dispatched: the stream keeps order and the worker runs an engine's calls in turn. */
@@ -332,7 +329,6 @@ dispatch(sv_call *c, uint8_t *frame, size_t len, uint64_t per_call_ms)
 	c->gen++;
 	tag = (uint64_t)c->gen << 32 | c->index;
 	mj_frame_header(frame, (uint32_t)(len - MJ_FRAME_HEADER), tag);
-	c->seq = ++dispatch_seq;
 	c->prev = w->inflight_tail;
 	c->next = NULL;
 	if (w->inflight_tail != NULL)
@@ -592,13 +588,9 @@ sv_router_worker_started(int index, pid_t pid)
 		if (c->worker_pid != 0 || c->frame == NULL)
 			continue;
 		c->worker_pid = pid;
-		if (w->link != NULL) {
-			pthread_mutex_lock(&w->link->wmu);
-			sv_link_send(w->link, c->frame, c->framelen);
-			pthread_mutex_unlock(&w->link->wmu);
-		} else {
-			free(c->frame);
-		}
+		pthread_mutex_lock(&w->link->wmu);
+		sv_link_send(w->link, c->frame, c->framelen);
+		pthread_mutex_unlock(&w->link->wmu);
 		c->frame = NULL;
 	}
 }

@@ -149,7 +149,7 @@ void sv_links_stop(void);
 void sv_links_fini(void);
 /* A link on our end fd of a new socketpair (taken, also on failure); NULL when out of memory.
  */
-sv_link *sv_link_new(int fd, pid_t pid, int slot);
+sv_link *sv_link_new(int fd, int slot);
 /* Closes and frees l: only from the link thread, or once it has stopped. */
 void sv_link_free(sv_link *l);
 /* Writes one frame (header included, malloc'd) to l, or what the socket takes of it now and

@@ -206,7 +206,7 @@ spawn(sv_worker *w)
 		close(logp[1]);
 		return -1;
 	}
-	if ((link = sv_link_new(sp[0], 0, w->index)) == NULL) {
+	if ((link = sv_link_new(sp[0], w->index)) == NULL) {
 		close(sp[1]);
 		close(logp[0]);
 		close(logp[1]);

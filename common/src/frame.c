@@ -194,21 +194,3 @@ mj_frame_writev(int fd, struct iovec *v, int niov)
 	}
 	return 0;
 }
-
-int
-mj_frame_write(int fd, uint64_t tag, const void *payload, size_t len)
-{
-	uint8_t hdr[MJ_FRAME_HEADER];
-	struct iovec iov[2];
-
-	if (len > UINT32_MAX) {
-		errno = EMSGSIZE;
-		return -1;
-	}
-	mj_frame_header(hdr, (uint32_t)len, tag);
-	iov[0].iov_base = hdr;
-	iov[0].iov_len = sizeof(hdr);
-	iov[1].iov_base = (void *)payload;
-	iov[1].iov_len = len;
-	return mj_frame_writev(fd, iov, 2);
-}

@@ -316,7 +316,7 @@ send_all(fx *f, const void *buf, size_t len)
 }
 
 /* Sends one frame and returns its tag. The header is built here rather than with
- * mj_frame_write, which blocks: a worker that stopped reading must fail the test, not hang it. */
+ * mj_frame_writev, which blocks: a worker that stopped reading must fail the test, not hang it. */
 static uint64_t
 send_frame(fx *f, const void *buf, size_t len)
 {

@@ -48,12 +48,9 @@ typedef enum mj_frame_status {
 mj_frame_status mj_frame_next(mj_frame_reader *r, uint64_t *tag, const uint8_t **payload,
                               size_t *len);
 
-/* Writes one whole frame to a blocking descriptor, retrying short writes and EINTR. 0, or -1
- * with errno set (EPIPE when the peer is gone). */
-int mj_frame_write(int fd, uint64_t tag, const void *payload, size_t len);
-
-/* Writes every byte of v[0..niov) to a blocking descriptor, retrying short writes and EINTR;
- * v is consumed. 0, or -1 with errno set. */
+/* Writes every byte of v[0..niov) (frames built with mj_frame_header) to a blocking
+ * descriptor, retrying short writes and EINTR; v is consumed. 0, or -1 with errno set (EPIPE
+ * when the peer is gone). */
 int mj_frame_writev(int fd, struct iovec *v, int niov);
 
 #endif

@@ -75,7 +75,6 @@ sv_link_free(sv_link *l)
 	mj_frame_reader_fini(&l->in);
 	while ((o = l->outq) != NULL) {
 		l->outq = o->next;
-		free(o->buf);
 		free(o);
 	}
 	free(l);
@@ -102,48 +101,44 @@ flush(sv_link *l)
 		l->outq = o->next;
 		if (l->outq == NULL)
 			l->outq_tail = NULL;
-		free(o->buf);
 		free(o);
 	}
 	return true;
 }
 
-void
-sv_link_send(sv_link *l, uint8_t *frame, size_t len)
+sv_out *
+sv_out_new(size_t len)
 {
-	size_t done = 0;
-	ssize_t n;
-	sv_out *o;
+	sv_out *o = malloc(sizeof(*o) + len);
 
-	if (l->failed) {
-		free(frame); /* its calls are answered as lost when the link thread ends it */
-		return;
+	if (o != NULL) {
+		o->next = NULL;
+		o->len = len;
+		o->off = 0;
 	}
+	return o;
+}
+
+void
+sv_link_send(sv_link *l, sv_out *o)
+{
+	ssize_t n;
+
 	if (l->outq == NULL) {
 		/* The common case: the socket takes the whole frame at once, with no hand-off. */
 		do
-			n = write(l->fd, frame, len);
+			n = write(l->fd, o->buf, o->len);
 		while (n < 0 && errno == EINTR);
 		if (n > 0)
-			done = (size_t)
-			    n; /* else EAGAIN, or a broken stream the link thread will see */
-		if (done == len) {
-			free(frame);
+			o->off =
+			    (size_t)n; /* else EAGAIN, or a broken stream the link thread sees */
+		if (o->off == o->len) {
+			free(o);
 			return;
 		}
 	}
-	/* The rest waits in the queue as it is, without a copy: a dispatch holds the lock only
-	 * for one write. */
-	if ((o = malloc(sizeof(*o))) == NULL) {
-		free(frame);
-		l->failed = true; /* the stream would lose its framing */
-		sv_links_wake();
-		return;
-	}
+	/* The rest waits in the queue as it is: a dispatch holds the lock only for one write. */
 	o->next = NULL;
-	o->buf = frame;
-	o->len = len;
-	o->off = done;
 	if (l->outq_tail != NULL) {
 		l->outq_tail->next = o;
 	} else {
@@ -239,27 +234,18 @@ read_link(sv_link *l)
 	}
 }
 
-/* Links whose output could not be queued are ended; links ended while their process lives on
- * get it killed. Called with sv.lock held. */
+/* Links ended while their process lives on get it killed. Called with sv.lock held. */
 static void
 check_ended(pass *p)
 {
 	uint64_t now = mj_now_ns();
-	bool failed;
 	int i;
 
 	for (i = -1; i < sv.nslots; i++) {
 		sv_link *l = i < 0 ? sv.spare.link : sv.workers[i].link;
 		if (l == NULL || l->killed)
 			continue;
-		pthread_mutex_lock(&l->wmu);
-		failed = l->failed;
-		pthread_mutex_unlock(&l->wmu);
-		if (failed && !l->eof) {
-			end_link(l, p);
-			kill_later(p, l, "queue-failed");
-			l->killed = true;
-		} else if (l->eof && now - l->eof_ns >= EOF_GRACE_NS) {
+		if (l->eof && now - l->eof_ns >= EOF_GRACE_NS) {
 			kill_later(p, l, "stream-ended");
 			l->killed = true;
 		}

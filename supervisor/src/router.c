@@ -23,9 +23,8 @@ struct sv_call {
 	uint32_t gen;   /* bumped at each dispatch, so a late answer cannot match a later call */
 	sv_call *prev, *next; /* on the worker's in-flight list, under sv.lock */
 	bool linked;
-	sv_call *done;  /* on one of the link thread's lists once taken */
-	uint8_t *frame; /* the WorkerRequest frame, kept while no process has the slot */
-	size_t framelen;
+	sv_call *done;          /* on one of the link thread's lists once taken */
+	sv_out *frame;          /* the WorkerRequest frame, kept while no process has the slot */
 	const uint8_t *payload; /* the worker's Response, once taken: in the link's buffer */
 	size_t paylen;
 	uint64_t deadline_ns; /* the hard deadline, once armed */
@@ -264,7 +263,7 @@ deadline_for(const mj_tenant_policy *p)
 	return ms > 3600000 ? 3600000 : ms;
 }
 
-static void dispatch(sv_call *c, uint8_t *frame, size_t len, uint64_t per_call_ms);
+static void dispatch(sv_call *c, sv_out *frame, uint64_t per_call_ms);
 
 /* Appends v as a protobuf varint; returns the bytes written. */
 static size_t
@@ -282,7 +281,8 @@ put_varint(uint8_t *p, uint64_t v)
 static void
 forward(sv_call *c, nng_msg *req, const mj_request *r)
 {
-	uint8_t pol[SV_POLICY_WIRE_MAX], *frame, *q;
+	uint8_t pol[SV_POLICY_WIRE_MAX], *q;
+	sv_out *frame;
 	size_t plen, rlen = nng_msg_len(req), len;
 	mj_tenant_policy p;
 
@@ -293,11 +293,11 @@ forward(sv_call *c, nng_msg *req, const mj_request *r)
 	/* The WorkerRequest by hand, behind the frame header: field 1 the client's request
 	 * bytes, field 2 the tenant's policy packed when the policies were loaded. */
 	len = 1 + 10 + rlen + 1 + 10 + plen;
-	if ((frame = malloc(MJ_FRAME_HEADER + len)) == NULL) {
+	if ((frame = sv_out_new(MJ_FRAME_HEADER + len)) == NULL) {
 		reply_error(c, MJ_KIND_INTERNAL, "the supervisor is out of memory");
 		return;
 	}
-	q = frame + MJ_FRAME_HEADER;
+	q = frame->buf + MJ_FRAME_HEADER;
 	*q++ = 1 << 3 | 2;
 	q += put_varint(q, rlen);
 	memcpy(q, nng_msg_body(req), rlen);
@@ -306,14 +306,15 @@ forward(sv_call *c, nng_msg *req, const mj_request *r)
 	q += put_varint(q, plen);
 	memcpy(q, pol, plen);
 	q += plen;
-	dispatch(c, frame, (size_t)(q - frame), deadline_for(&p));
+	frame->len = (size_t)(q - frame->buf);
+	dispatch(c, frame, deadline_for(&p));
 }
 
 /* Sends c's WorkerRequest frame to the process serving its worker slot, or keeps it for the
  * next process when the slot has none. Calls to one engine reach the worker in the order they
  * are dispatched: the stream keeps order and the worker runs an engine's calls in turn. */
 static void
-dispatch(sv_call *c, uint8_t *frame, size_t len, uint64_t per_call_ms)
+dispatch(sv_call *c, sv_out *frame, uint64_t per_call_ms)
 {
 	uint64_t tag, h = fnv1a(c->tenant);
 	sv_link *l = NULL;
@@ -328,7 +329,7 @@ dispatch(sv_call *c, uint8_t *frame, size_t len, uint64_t per_call_ms)
 	w = &sv.workers[c->worker];
 	c->gen++;
 	tag = (uint64_t)c->gen << 32 | c->index;
-	mj_frame_header(frame, (uint32_t)(len - MJ_FRAME_HEADER), tag);
+	mj_frame_header(frame->buf, (uint32_t)(frame->len - MJ_FRAME_HEADER), tag);
 	c->prev = w->inflight_tail;
 	c->next = NULL;
 	if (w->inflight_tail != NULL)
@@ -352,11 +353,10 @@ dispatch(sv_call *c, uint8_t *frame, size_t len, uint64_t per_call_ms)
 	} else {
 		c->worker_pid = 0;
 		c->frame = frame;
-		c->framelen = len;
 	}
 	pthread_mutex_unlock(&sv.lock);
 	if (l != NULL) {
-		sv_link_send(l, frame, len);
+		sv_link_send(l, frame);
 		pthread_mutex_unlock(&l->wmu);
 	}
 }
@@ -589,7 +589,7 @@ sv_router_worker_started(int index, pid_t pid)
 			continue;
 		c->worker_pid = pid;
 		pthread_mutex_lock(&w->link->wmu);
-		sv_link_send(w->link, c->frame, c->framelen);
+		sv_link_send(w->link, c->frame);
 		pthread_mutex_unlock(&w->link->wmu);
 		c->frame = NULL;
 	}

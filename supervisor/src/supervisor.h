@@ -27,11 +27,16 @@ typedef struct sv_call sv_call;
 #define SV_MAX_MESSAGE ((16u << 20) + (64u << 10))
 
 /* A frame waiting for room on a worker's socket: the part from off on is still to write. */
+/* One frame for a worker, in one allocation with its place in a link's output queue, so
+ * queueing what the socket did not take cannot fail. */
 typedef struct sv_out {
 	struct sv_out *next;
-	uint8_t *buf;
-	size_t len, off;
+	size_t len, off; /* bytes in buf, bytes already written */
+	uint8_t buf[];   /* header and payload */
 } sv_out;
+
+/* A frame of room for len bytes (header included); NULL when out of memory. */
+sv_out *sv_out_new(size_t len);
 
 /* moonjaild's end of the socketpair to one worker process, made before the fork: nothing else
  * can reach the worker. pid, slot and eof are under sv.lock, the output under wmu
@@ -43,7 +48,6 @@ typedef struct sv_link {
 	bool eof;        /* the stream ended or broke: the calls on pid have been answered */
 	uint64_t eof_ns; /* when */
 	bool killed;     /* the link thread has had its process killed */
-	bool failed;     /* under wmu: a frame could not be queued; the link thread ends it */
 	mj_frame_reader in;
 	pthread_mutex_t wmu;
 	struct sv_out *outq, *outq_tail; /* frames not yet written, oldest first */
@@ -152,9 +156,9 @@ void sv_links_fini(void);
 sv_link *sv_link_new(int fd, int slot);
 /* Closes and frees l: only from the link thread, or once it has stopped. */
 void sv_link_free(sv_link *l);
-/* Writes one frame (header included, malloc'd) to l, or what the socket takes of it now and
- * queues the rest. Takes ownership of frame. Called with l->wmu held. */
-void sv_link_send(sv_link *l, uint8_t *frame, size_t len);
+/* Writes one frame (from sv_out_new) to l, or what the socket takes of it now and queues the
+ * rest; cannot fail. Takes ownership of frame. Called with l->wmu held. */
+void sv_link_send(sv_link *l, sv_out *frame);
 /* Makes the link thread look at the links again (one was added, moved or retired). */
 void sv_links_wake(void);
 

@@ -277,8 +277,9 @@ test_worker_that_stops_answering_is_replaced(void **state)
 	assert_int_equal(svc_stop(&s), 0);
 }
 
-/* A worker that sends a reply nobody asked for, one announced over the limit, or one to the
- * call it runs that is no Response, is killed and replaced: the call in flight on it gets
+/* A worker that sends a reply nobody asked for (an unknown tag, or the tag of an earlier use
+ * of the running call's slot), one announced over the limit, or one to the call it runs that
+ * is no Response, is killed and replaced: the call in flight on it gets
  * engine-lost and the slot serves again. */
 static void
 test_forged_replies_kill_the_worker(void **state)
@@ -298,6 +299,9 @@ test_forged_replies_kill_the_worker(void **state)
 	expect_worker_replaced(&s, "forger",
 	                       "test_syscall('malformed_reply') return test_syscall('hang')",
 	                       "reason=malformed-reply");
+	expect_worker_replaced(&s, "forger",
+	                       "test_syscall('stale_reply') return test_syscall('hang')",
+	                       "reason=unexpected-reply");
 	assert_int_equal(svc_stop(&s), 0);
 }
 

@@ -65,6 +65,14 @@ attempt(const char *name)
 		mj_frame_header(hdr, big ? (uint32_t)((17u << 20) + 1) : 0u, 0xdeadbeefull);
 		return write(3, hdr, sizeof(hdr));
 	}
+	if (strcmp(name, "stale_reply") == 0) {
+		/* A compromised worker replaying an answer for the call slot it runs, but from
+		 * the slot's previous use (the tag's generation, its high half, one lower). */
+		uint8_t hdr[MJ_FRAME_HEADER];
+
+		mj_frame_header(hdr, 0, wk_test_tag - (1ull << 32));
+		return write(3, hdr, sizeof(hdr));
+	}
 	if (strcmp(name, "malformed_reply") == 0) {
 		/* A compromised worker answering the call it runs with bytes that are no
 		 * Response: field 1 as a length-delimited field longer than the message. */

@@ -107,8 +107,9 @@ elapsed_ns(const struct timespec *a, const struct timespec *b)
 	       (uint64_t)a->tv_nsec;
 }
 
-/* Starts the worker's next request, or retires the worker when the phase is issued.
- * Called with b->mu held. */
+/* Starts the worker's next request, or retires the worker when the phase is issued. b->mu is
+ * held only to claim the request: packing and sending happen outside it, so the client's
+ * threads do not queue behind one another's sends. */
 static void
 issue(worker *w)
 {
@@ -119,13 +120,16 @@ issue(worker *w)
 	size_t n;
 
 	for (;;) {
+		pthread_mutex_lock(&b->mu);
 		if (b->to_issue == 0) {
 			if (--b->in_flight == 0)
 				pthread_cond_signal(&b->done_cv);
+			pthread_mutex_unlock(&b->mu);
 			return;
 		}
 		b->to_issue--;
 		w->id = b->next_id++;
+		pthread_mutex_unlock(&b->mu);
 		req.version = MJ_PROTO_VERSION;
 		req.id = w->id;
 		req.tenant = b->tenant_names[w->id % b->tenants];
@@ -136,7 +140,9 @@ issue(worker *w)
 		req.eval = &ev;
 		n = protobuf_c_message_get_packed_size(&req.base);
 		if (nng_msg_alloc(&msg, n) != 0) {
+			pthread_mutex_lock(&b->mu);
 			b->transport++;
+			pthread_mutex_unlock(&b->mu);
 			continue;
 		}
 		protobuf_c_message_pack(&req.base, nng_msg_body(msg));
@@ -195,8 +201,8 @@ worker_cb(void *arg)
 		nng_msg_free(nng_aio_get_msg(w->aio));
 		pthread_mutex_lock(&b->mu);
 		b->transport++;
-		issue(w);
 		pthread_mutex_unlock(&b->mu);
+		issue(w);
 		return;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &now);
@@ -213,10 +219,10 @@ worker_cb(void *arg)
 		if (b->recording)
 			b->lat_ns[b->n_lat++] = elapsed_ns(&w->start, &now);
 	}
-	issue(w);
 	pthread_mutex_unlock(&b->mu);
 	if (msg != NULL)
 		nng_msg_free(msg);
+	issue(w);
 }
 
 /* Runs one phase of n requests and waits until every one has ended (each is bounded by the
@@ -230,8 +236,10 @@ run_phase(bench *b, size_t n, bool record)
 	b->to_issue = n;
 	b->recording = record;
 	b->in_flight = b->concurrency;
+	pthread_mutex_unlock(&b->mu);
 	for (i = 0; i < b->concurrency; i++)
 		issue(&b->workers[i]);
+	pthread_mutex_lock(&b->mu);
 	while (b->in_flight > 0)
 		pthread_cond_wait(&b->done_cv, &b->mu);
 	pthread_mutex_unlock(&b->mu);

@@ -305,6 +305,67 @@ test_forged_replies_kill_the_worker(void **state)
 	assert_int_equal(svc_stop(&s), 0);
 }
 
+/* A slow worker that writes its reply one byte at a time (8 ms apart, about half a second in
+ * all) is neither killed nor stalls anyone: moonjaild reassembles the frame from dozens of
+ * reads, the call gets its real answer, and meanwhile a tenant on the other worker is served
+ * again and again. */
+static void
+test_trickled_reply_is_reassembled(void **state)
+{
+	static const char *const extra[] = {"--workers", "2", "--quarantine-workers", "0", NULL};
+	static const char want[] = "every byte of this reply came on its own";
+	const char *kill_line[] = {"event=worker-kill", NULL};
+	char slow_tenant[32], other[32];
+	call_arg slow = {.src = "test_syscall('trickle_reply') "
+	                        "return 'every byte of this reply came on its own'"};
+	pid_t pid0, pid1;
+	pthread_t t;
+	uint64_t t0;
+	int served = 0;
+	svc s;
+
+	(void)state;
+	NEED_TEST_HOOKS();
+	svc_start(&s, extra);
+	tenant_on(0, 2, "slow", slow_tenant, sizeof(slow_tenant));
+	tenant_on(1, 2, "other", other, sizeof(other));
+	slow.s = &s;
+	slow.tenant = slow_tenant;
+	pid0 = worker_pid(&s, 0);
+	pid1 = worker_pid(&s, 1);
+	assert_int_equal(eval_int(&s, other, "return 1"), 1);
+	t0 = now_ms();
+	assert_int_equal(pthread_create(&t, NULL, call_thread, &slow), 0);
+	{
+		const char *running[] = {"event=engine_created tenant=", slow_tenant, NULL};
+		assert_true(log_wait(&s, running));
+	}
+	/* The reply takes over 50 bytes x 8 ms; trivial calls on the other worker go through
+	 * meanwhile (bounded, whatever the machine's speed). */
+	while (served < 2000 && pthread_tryjoin_np(t, NULL) == EBUSY) {
+		assert_int_equal(eval_int(&s, other, "return 2"), 2);
+		served++;
+	}
+	if (served == 2000)
+		pthread_join(t, NULL);
+	/* It did trickle: over 50 bytes at 8 ms each. */
+	assert_true(now_ms() - t0 >= 400);
+	assert_true(served >= 3);
+	assert_int_equal(slow.rv, 0);
+	assert_int_equal(slow.r->status, MOONJAIL__V1__STATUS__STATUS_OK);
+	assert_int_equal(slow.r->n_values, 1);
+	assert_int_equal(slow.r->values[0]->kind_case, MOONJAIL__V1__VALUE__KIND_STRING);
+	assert_int_equal(slow.r->values[0]->string.len, sizeof(want) - 1);
+	assert_memory_equal(slow.r->values[0]->string.data, want, sizeof(want) - 1);
+	mj_proto_free(&slow.r->base);
+	/* Neither worker was replaced, and the slow one still serves. */
+	assert_int_equal(log_count(&s, kill_line), 0);
+	assert_int_equal(worker_pid(&s, 0), pid0);
+	assert_int_equal(worker_pid(&s, 1), pid1);
+	assert_int_equal(eval_int(&s, slow_tenant, "return 3"), 3);
+	assert_int_equal(svc_stop(&s), 0);
+}
+
 /* A tenant whose calls kill workers twice within the window is quarantined: later replies say
  * so, its calls run on the quarantine pool, and when it kills that worker a bystander on its
  * old worker keeps its state and its worker. */
@@ -647,6 +708,7 @@ main(void)
 	    cmocka_unit_test(test_queued_calls_on_one_engine_keep_their_deadline),
 	    cmocka_unit_test(test_worker_that_stops_answering_is_replaced),
 	    cmocka_unit_test(test_forged_replies_kill_the_worker),
+	    cmocka_unit_test(test_trickled_reply_is_reassembled),
 	    cmocka_unit_test(test_quarantine),
 	    cmocka_unit_test(test_external_kill_strikes_no_one),
 	    cmocka_unit_test(test_deadline_strike_goes_to_the_stuck_tenant),

@@ -66,7 +66,13 @@ write_out(wk_worker *w, uint64_t tag, const uint8_t *buf, size_t len)
 		iov[n].iov_base = (void *)buf;
 		iov[n++].iov_len = len;
 	}
-	rc = n > 0 ? mj_frame_writev(w->fd, iov, n) : 0;
+#ifdef MJ_TEST_HOOKS
+	if (n > 0 && wk_test_trickle) {
+		wk_test_trickle = false;
+		rc = wk_test_write_trickled(w->fd, iov, n);
+	} else
+#endif
+		rc = n > 0 ? mj_frame_writev(w->fd, iov, n) : 0;
 	w->outlen = 0;
 	atomic_store(&w->out_since, 0);
 	return rc;

@@ -1,5 +1,5 @@
 /* Test builds only (MJ_TEST_HOOKS): a script function that attempts one forbidden syscall, or
- * ("hang") stays in C for a minute. */
+ * ("hang") stays in C for a minute, or forges or slows down the reply of the call it runs. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -10,12 +10,42 @@
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "worker.h"
 
 _Thread_local uint64_t wk_test_tag;
+_Thread_local bool wk_test_trickle;
+
+/* The byte-at-a-time writer for trickle_reply: one byte, then TRICKLE_MS of sleep, so
+ * moonjaild reads the frame in as many pieces as it has bytes. */
+#define TRICKLE_MS 8
+
+int
+wk_test_write_trickled(int fd, const struct iovec *iov, int n)
+{
+	struct timespec ts = {0, TRICKLE_MS * 1000 * 1000};
+	const uint8_t *p;
+	size_t j;
+	ssize_t w;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		p = iov[i].iov_base;
+		for (j = 0; j < iov[i].iov_len;) {
+			if ((w = write(fd, p + j, 1)) < 0) {
+				if (errno == EINTR)
+					continue;
+				return -1;
+			}
+			j += (size_t)w;
+			nanosleep(&ts, NULL);
+		}
+	}
+	return 0;
+}
 
 /* Each entry makes the raw syscall with harmless arguments: the filter decides on the number
  * before the kernel looks at the arguments, so a bad descriptor still proves the point. */
@@ -82,6 +112,11 @@ attempt(const char *name)
 		mj_frame_header(frame, (uint32_t)sizeof(junk), wk_test_tag);
 		memcpy(frame + MJ_FRAME_HEADER, junk, sizeof(junk));
 		return write(3, frame, sizeof(frame));
+	}
+	if (strcmp(name, "trickle_reply") == 0) {
+		/* A slow worker: this call's reply goes out one byte at a time. */
+		wk_test_trickle = true;
+		return 0;
 	}
 	if (strcmp(name, "half_close") == 0) {
 		/* A compromised worker that stops answering but stays alive: it ends its side of

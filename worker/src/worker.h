@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "mj/engine.h"
 #include "mj/frame.h"
@@ -114,6 +115,10 @@ struct wk_worker {
 void wk_test_hooks_install(mj_engine *e);
 /* The tag of the call this executor thread runs, for hooks that forge its reply. */
 extern _Thread_local uint64_t wk_test_tag;
+/* Set by the trickle_reply hook: this thread's next reply goes out one byte at a time, through
+ * wk_test_write_trickled (0, or -1 with errno). */
+extern _Thread_local bool wk_test_trickle;
+int wk_test_write_trickled(int fd, const struct iovec *iov, int n);
 #endif
 
 /* Writes one log line "moonjail-worker[id]: " + text to stderr with a single write. */

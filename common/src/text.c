@@ -284,3 +284,13 @@ mj_buf_json_value(mj_buf *b, const mj_value *v)
 		break;
 	}
 }
+
+uint64_t
+mj_fnv1a(uint64_t h, const char *s)
+{
+	for (; *s != '\0'; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ull;
+	}
+	return h;
+}

@@ -9,6 +9,7 @@
 #include <nng/transport/ipc/ipc.h>
 
 #include "mj/proto.h"
+#include "mj/text.h"
 #include "supervisor.h"
 
 enum { C_RECV, C_WORKER, C_REPLY };
@@ -69,22 +70,6 @@ sv_tenant_name_ok(const char *s)
 			return false;
 	}
 	return n >= 1 && n <= 128;
-}
-
-static uint64_t
-fnv1a_from(uint64_t h, const char *s)
-{
-	for (; *s != '\0'; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ull;
-	}
-	return h;
-}
-
-static uint64_t
-fnv1a(const char *s)
-{
-	return fnv1a_from(1469598103934665603ull, s);
 }
 
 static void start_recv(sv_call *c);
@@ -288,8 +273,8 @@ forward(sv_call *c, nng_msg *req, const mj_request *r)
 
 	plen = sv_policy_for(r->tenant, &p, pol);
 	snprintf(c->tenant, sizeof(c->tenant), "%s", r->tenant);
-	c->lane_key = fnv1a_from(fnv1a_from(fnv1a(r->tenant), "/"),
-	                         r->engine != NULL && r->engine[0] != '\0' ? r->engine : "default");
+	c->lane_key = mj_fnv1a(mj_fnv1a(mj_fnv1a(MJ_FNV1A_INIT, r->tenant), "/"),
+	                       r->engine != NULL && r->engine[0] != '\0' ? r->engine : "default");
 	/* The WorkerRequest by hand, behind the frame header: field 1 the client's request
 	 * bytes, field 2 the tenant's policy packed when the policies were loaded. */
 	len = 1 + 10 + rlen + 1 + 10 + plen;
@@ -316,7 +301,7 @@ forward(sv_call *c, nng_msg *req, const mj_request *r)
 static void
 dispatch(sv_call *c, sv_out *frame, uint64_t per_call_ms)
 {
-	uint64_t tag, h = fnv1a(c->tenant);
+	uint64_t tag, h = mj_fnv1a(MJ_FNV1A_INIT, c->tenant);
 	sv_link *l = NULL;
 	sv_worker *w;
 

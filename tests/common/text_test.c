@@ -142,6 +142,18 @@ test_value_helpers(void **state)
 	assert_string_equal(mj_vtype_name(MJ_VFLOAT), "float");
 }
 
+/* The published FNV-1a 64-bit test vectors, and chaining: tenants are routed by this hash. */
+static void
+test_fnv1a(void **state)
+{
+	(void)state;
+	assert_true(mj_fnv1a(MJ_FNV1A_INIT, "") == 0xcbf29ce484222325ull);
+	assert_true(mj_fnv1a(MJ_FNV1A_INIT, "a") == 0xaf63dc4c8601ec8cull);
+	assert_true(mj_fnv1a(MJ_FNV1A_INIT, "foobar") == 0x85944171f73967e8ull);
+	assert_true(mj_fnv1a(mj_fnv1a(MJ_FNV1A_INIT, "foo"), "bar") ==
+	            mj_fnv1a(MJ_FNV1A_INIT, "foobar"));
+}
+
 static void
 test_kinds(void **state)
 {
@@ -166,7 +178,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_parse_size),  cmocka_unit_test(test_parse_u64),
 	    cmocka_unit_test(test_json_render), cmocka_unit_test(test_value_helpers),
-	    cmocka_unit_test(test_kinds),
+	    cmocka_unit_test(test_kinds),       cmocka_unit_test(test_fnv1a),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

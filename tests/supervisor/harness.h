@@ -26,6 +26,7 @@
 #include <nng/protocol/reqrep0/req.h>
 
 #include "mj/proto.h"
+#include "mj/text.h"
 
 extern char **environ;
 
@@ -307,18 +308,6 @@ stopped(pid_t pid)
 	return p != NULL && p[1] == ' ' && p[2] == 'T';
 }
 
-static inline uint64_t
-fnv1a(const char *s)
-{
-	uint64_t h = 1469598103934665603ull;
-
-	for (; *s != '\0'; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ull;
-	}
-	return h;
-}
-
 /* A tenant name that the supervisor routes to worker w of n. */
 static inline void
 tenant_on(int w, int n, const char *prefix, char *out, size_t cap)
@@ -327,7 +316,7 @@ tenant_on(int w, int n, const char *prefix, char *out, size_t cap)
 
 	for (i = 0; i < 10000; i++) {
 		snprintf(out, cap, "%s%d", prefix, i);
-		if ((int)(fnv1a(out) % (uint64_t)n) == w)
+		if ((int)(mj_fnv1a(MJ_FNV1A_INIT, out) % (uint64_t)n) == w)
 			return;
 	}
 	fail_msg("no tenant for worker %d", w);

@@ -2,23 +2,21 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "mj/text.h"
 #include "worker.h"
-
-static uint32_t
-hash_str(uint32_t h, const char *s)
-{
-	for (; *s != '\0'; s++) {
-		h ^= (unsigned char)*s;
-		h *= 16777619u;
-	}
-	return h;
-}
 
 static uint32_t
 slot_hash(const char *tenant, const char *name)
 {
 	/* The separator keeps ("ab", "c") and ("a", "bc") apart; neither name can hold a '/'. */
-	return hash_str(hash_str(hash_str(2166136261u, tenant), "/"), name) % WK_SLOT_BUCKETS;
+	return (uint32_t)(mj_fnv1a(mj_fnv1a(mj_fnv1a(MJ_FNV1A_INIT, tenant), "/"), name) %
+	                  WK_SLOT_BUCKETS);
+}
+
+static uint32_t
+tenant_hash(const char *name)
+{
+	return (uint32_t)(mj_fnv1a(MJ_FNV1A_INIT, name) % WK_TENANT_BUCKETS);
 }
 
 mj_err
@@ -67,7 +65,7 @@ wk_table_fini(wk_worker *w)
 static wk_tenant *
 tenant_get(wk_worker *w, const char *name)
 {
-	uint32_t h = hash_str(2166136261u, name) % WK_TENANT_BUCKETS;
+	uint32_t h = tenant_hash(name);
 	wk_tenant *t;
 
 	for (t = w->tenants[h]; t != NULL; t = t->next)
@@ -89,7 +87,7 @@ tenant_put(wk_worker *w, wk_tenant *t)
 
 	if (--t->slots > 0)
 		return;
-	h = hash_str(2166136261u, t->name) % WK_TENANT_BUCKETS;
+	h = tenant_hash(t->name);
 	for (pp = &w->tenants[h]; *pp != NULL; pp = &(*pp)->next) {
 		if (*pp == t) {
 			*pp = t->next;

@@ -19,6 +19,12 @@ mj_err mj_parse_size(const char *s, size_t *out);
 /* Parses a non-negative decimal integer that fits in uint64_t, with nothing after it. */
 mj_err mj_parse_u64(const char *s, uint64_t *out);
 
+/* FNV-1a (64-bit) of the bytes of s, continuing from h: start from MJ_FNV1A_INIT, and chain
+ * calls to hash several strings. moonjaild routes a tenant to worker mj_fnv1a(INIT, tenant) %
+ * workers, so changing it moves tenants between workers. */
+#define MJ_FNV1A_INIT 14695981039346656037ull
+uint64_t mj_fnv1a(uint64_t h, const char *s);
+
 /* A growable text buffer. */
 typedef struct mj_buf {
 	char *ptr;

@@ -13,11 +13,16 @@
 # and, for information, the CPU time per request at concurrency 50 on each side (client plus
 # moonjaild and its workers, or client plus echo server): on a machine whose CPUs are the
 # limit, their ratio follows the throughput ratio, and shows which side's cost moved.
+# When redis-server and redis-benchmark are installed (Debian: redis-server, redis-tools), each
+# round also drives a private Redis over a unix socket with redis-benchmark, EVAL "return 1" 0
+# at the same concurrencies, and the summary adds moonjail / Redis EVAL ratios: DESIGN.md's
+# yardstick for throughput through the supervisor, printed without a target.
 # Then stops moonjaild with SIGTERM and removes everything it made. A benchmark, not a test:
 # MISS still exits 0. Exit 1 when a run reported errors, 2 when the setup failed.
 #
 # Knobs (environment): ROUNDS (5), REQ1 (5000), WARM1 (1000), REQ50 (30000), WARM50 (3000),
-# TENANTS (4), WORKERS (number of CPUs), RUN_TIMEOUT (seconds per moonjail-bench run, 180).
+# TENANTS (4), WORKERS (number of CPUs), RUN_TIMEOUT (seconds per run, 180), REDIS (auto: the
+# Redis side when both programs are found; 1: required; 0: skipped).
 
 set -u
 
@@ -31,9 +36,11 @@ TENANTS=${TENANTS:-4}
 WORKERS=${WORKERS:-$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)}
 RUN_TIMEOUT=${RUN_TIMEOUT:-180}
 
+REDIS=${REDIS:-auto}
+
 case "$BUILD" in
 -h | --help)
-	sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
 	exit 0
 	;;
 esac
@@ -49,11 +56,32 @@ if ! command -v timeout >/dev/null 2>&1; then
 	echo "service_bench: needs timeout(1) from coreutils" >&2
 	exit 2
 fi
+case "$REDIS" in
+0) ;;
+auto | 1)
+	if command -v redis-server >/dev/null 2>&1 && command -v redis-benchmark >/dev/null 2>&1 &&
+		command -v redis-cli >/dev/null 2>&1; then
+		REDIS=1
+	elif [ "$REDIS" = 1 ]; then
+		echo "service_bench: REDIS=1 needs redis-server, redis-cli and redis-benchmark" \
+			"(apt-get install redis-server redis-tools)" >&2
+		exit 2
+	else
+		REDIS=0
+	fi
+	;;
+*)
+	echo "service_bench: REDIS must be auto, 0 or 1" >&2
+	exit 2
+	;;
+esac
 
 DIR=$(mktemp -d /tmp/mj-service-bench.XXXXXX) || exit 2
 URL=ipc://$DIR/moonjail.sock
 LOG=$DIR/moonjaild.log
 SV_PID=
+REDIS_PID=
+REDIS_SOCK=$DIR/redis.sock
 
 # True while $1 runs (a zombie counts as gone: kill -0 alone would say yes).
 alive() {
@@ -93,6 +121,10 @@ stop_service() {
 
 cleanup() {
 	stop_service
+	if [ -n "$REDIS_PID" ]; then
+		kill -TERM "$REDIS_PID" 2>/dev/null
+		wait "$REDIS_PID" 2>/dev/null
+	fi
 	rm -rf "$DIR"
 }
 trap cleanup EXIT
@@ -113,6 +145,23 @@ until timeout 5 "$BIN/moonjail" --url "$URL" --call-timeout-ms 1000 ping >/dev/n
 	fi
 	sleep 0.1
 done
+
+# A private Redis: no TCP port, no persistence, its files in $DIR.
+if [ "$REDIS" = 1 ]; then
+	redis-server --port 0 --unixsocket "$REDIS_SOCK" --unixsocketperm 700 --save '' \
+		--appendonly no --dir "$DIR" --daemonize no >"$DIR/redis.log" 2>&1 &
+	REDIS_PID=$!
+	i=0
+	until [ "$(timeout 5 redis-cli -s "$REDIS_SOCK" ping 2>/dev/null)" = PONG ]; do
+		i=$((i + 1))
+		if ! alive "$REDIS_PID" || [ $i -ge 100 ]; then
+			echo "service_bench: redis-server did not answer ping (log follows)" >&2
+			cat "$DIR/redis.log" >&2
+			exit 2
+		fi
+		sleep 0.1
+	done
+fi
 
 # ---- the rounds ----
 
@@ -163,10 +212,39 @@ run() {
 	printf '  %-8s p50 %9.1f us  %9.1f req/s  cpu %6s us/req\n' "$name" "$p50" "$thr" "$cpu"
 }
 
+# run_redis NAME C REQ WARM: redis-benchmark EVAL "return 1" 0 at concurrency C, after WARM
+# requests not counted; appends "p50 throughput nan" to $DIR/NAME, p50 in us.
+run_redis() {
+	name=$1 c=$2 n=$3 w=$4
+	if [ "$w" -gt 0 ]; then
+		timeout -k 5 "$RUN_TIMEOUT" redis-benchmark -s "$REDIS_SOCK" -c "$c" -n "$w" --csv \
+			EVAL "return 1" 0 >/dev/null 2>&1
+	fi
+	out=$(timeout -k 5 "$RUN_TIMEOUT" redis-benchmark -s "$REDIS_SOCK" -c "$c" -n "$n" --csv \
+		EVAL "return 1" 0 2>"$DIR/err")
+	rc=$?
+	# "EVAL return 1 0","rps","avg","min","p50",... in ms
+	line=$(printf '%s\n' "$out" | grep '^"EVAL' | tr -d '"')
+	thr=$(printf '%s\n' "$line" | cut -d, -f2)
+	p50=$(printf '%s\n' "$line" | cut -d, -f5 | awk '$1 == $1 + 0 {printf "%.1f", $1 * 1000}')
+	if [ $rc -ne 0 ] || [ -z "$p50" ] || [ -z "$thr" ]; then
+		echo "service_bench: $name run failed (exit $rc): $(cat "$DIR/err") $out" >&2
+		FAILED=1
+		return
+	fi
+	echo "$p50 $thr nan" >>"$DIR/$name"
+	printf '  %-8s p50 %9.1f us  %9.1f req/s\n' "$name" "$p50" "$thr"
+}
+
 echo "service_bench: moonjail via moonjaild vs raw nng REQ/REP echo over ipc"
 echo "  $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "  workers $WORKERS, tenants $TENANTS, script 'return 1', $ROUNDS rounds"
 echo "  c=1: $REQ1 requests (+$WARM1 warmup); c=50: $REQ50 requests (+$WARM50 warmup)"
+if [ "$REDIS" = 1 ]; then
+	echo "  and Redis EVAL ($(redis-server --version | sed 's/ sha=.*//'); redis-benchmark over a unix socket)"
+else
+	echo "  no Redis side: redis-server or redis-benchmark is not installed (REDIS=$REDIS)"
+fi
 r=1
 while [ $r -le "$ROUNDS" ]; do
 	echo "round $r"
@@ -176,7 +254,15 @@ while [ $r -le "$ROUNDS" ]; do
 		run echo-c1 1 "$REQ1" "$WARM1" --echo
 		run echo-c50 50 "$REQ50" "$WARM50" --echo
 		run svc-c50 50 "$REQ50" "$WARM50"
+		if [ "$REDIS" = 1 ]; then
+			run_redis redis-c1 1 "$REQ1" "$WARM1"
+			run_redis redis-c50 50 "$REQ50" "$WARM50"
+		fi
 	else
+		if [ "$REDIS" = 1 ]; then
+			run_redis redis-c50 50 "$REQ50" "$WARM50"
+			run_redis redis-c1 1 "$REQ1" "$WARM1"
+		fi
 		run echo-c1 1 "$REQ1" "$WARM1" --echo
 		run svc-c1 1 "$REQ1" "$WARM1"
 		run svc-c50 50 "$REQ50" "$WARM50"
@@ -228,15 +314,19 @@ R1RANGE=$(ratio_range "$DIR/svc-c1" "$DIR/echo-c1" 1)
 R50RANGE=$(ratio_range "$DIR/svc-c50" "$DIR/echo-c50" 2)
 SC50=$(median "$DIR/svc-c50" 3)
 EC50=$(median "$DIR/echo-c50" 3)
+RD1=$(median "$DIR/redis-c1" 1)
+RDT1=$(median "$DIR/redis-c1" 2)
+RDP50=$(median "$DIR/redis-c50" 1)
+RD50=$(median "$DIR/redis-c50" 2)
 
 echo
 echo "service_bench: medians of $ROUNDS rounds"
-printf '  %-28s %12s %12s\n' "" moonjail echo
-printf '  %-28s %12s %12s\n' "c=1  p50 latency (us)" "$S1" "$E1"
-printf '  %-28s %12s %12s\n' "c=1  throughput (req/s)" "$ST1" "$ET1"
-printf '  %-28s %12s %12s\n' "c=50 p50 latency (us)" "$SP50" "$EP50"
-printf '  %-28s %12s %12s\n' "c=50 throughput (req/s)" "$S50" "$E50"
-printf '  %-28s %12s %12s\n' "c=50 cpu per request (us)" "$SC50" "$EC50"
+printf '  %-28s %12s %12s %12s\n' "" moonjail echo "redis EVAL"
+printf '  %-28s %12s %12s %12s\n' "c=1  p50 latency (us)" "$S1" "$E1" "$RD1"
+printf '  %-28s %12s %12s %12s\n' "c=1  throughput (req/s)" "$ST1" "$ET1" "$RDT1"
+printf '  %-28s %12s %12s %12s\n' "c=50 p50 latency (us)" "$SP50" "$EP50" "$RDP50"
+printf '  %-28s %12s %12s %12s\n' "c=50 throughput (req/s)" "$S50" "$E50" "$RD50"
+printf '  %-28s %12s %12s %12s\n' "c=50 cpu per request (us)" "$SC50" "$EC50" "-"
 echo
 echo "service_bench: ratios (moonjail / echo; the range is over the per-round ratios)"
 echo "$S1 $E1 $S50 $E50" | awk -v r1="$R1RANGE" -v r50="$R50RANGE" '{
@@ -257,4 +347,16 @@ echo "$SC50 $EC50" | awk '$1 > 0 && $2 > 0 && $1 == $1 + 0 && $2 == $2 + 0 {
 	printf "  c=50 cpu per request, echo / moonjail: %.2fx (not a target: where the CPUs are\n", $2 / $1
 	print  "       the limit, it follows the throughput ratio and shows which side moved)"
 }'
+if [ "$REDIS" = 1 ]; then
+	R1R=$(ratio_range "$DIR/svc-c1" "$DIR/redis-c1" 1)
+	R50R=$(ratio_range "$DIR/svc-c50" "$DIR/redis-c50" 2)
+	echo
+	echo "service_bench: against Redis EVAL (DESIGN.md's throughput yardstick; no target)"
+	echo "$S1 $RD1 $S50 $RD50" | awk -v r1="$R1R" -v r50="$R50R" '{
+		if ($2 > 0 && $1 == $1 + 0)
+			printf "  c=1  p50 latency   %5.2fx  (rounds %s)\n", $1 / $2, r1
+		if ($4 > 0 && $3 == $3 + 0)
+			printf "  c=50 throughput    %5.2fx  (rounds %s)\n", $3 / $4, r50
+	}'
+fi
 exit $FAILED

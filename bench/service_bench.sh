@@ -130,37 +130,40 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 2' INT TERM HUP
 
+# await NAME PID LOG CMD...: waits up to about 10 s for CMD to succeed while PID lives; exits 2
+# with LOG when it does not.
+await() {
+	what=$1 pid=$2 log=$3
+	shift 3
+	i=0
+	until "$@" >/dev/null 2>&1; do
+		i=$((i + 1))
+		if ! alive "$pid" || [ $i -ge 100 ]; then
+			echo "service_bench: $what did not answer ping (log follows)" >&2
+			cat "$log" >&2
+			exit 2
+		fi
+		sleep 0.1
+	done
+}
+
+redis_pong() {
+	[ "$(timeout 5 redis-cli -s "$REDIS_SOCK" ping 2>/dev/null)" = PONG ]
+}
+
 # ---- start the service ----
 
 "$BIN/moonjaild" --runtime-dir "$DIR/rt" --listen "$URL" --workers "$WORKERS" \
 	--worker-bin "$BIN/moonjail-worker" 2>"$LOG" &
 SV_PID=$!
-i=0
-until timeout 5 "$BIN/moonjail" --url "$URL" --call-timeout-ms 1000 ping >/dev/null 2>&1; do
-	i=$((i + 1))
-	if ! alive "$SV_PID" || [ $i -ge 100 ]; then
-		echo "service_bench: moonjaild did not answer ping (log follows)" >&2
-		cat "$LOG" >&2
-		exit 2
-	fi
-	sleep 0.1
-done
+await moonjaild "$SV_PID" "$LOG" timeout 5 "$BIN/moonjail" --url "$URL" --call-timeout-ms 1000 ping
 
 # A private Redis: no TCP port, no persistence, its files in $DIR.
 if [ "$REDIS" = 1 ]; then
 	redis-server --port 0 --unixsocket "$REDIS_SOCK" --unixsocketperm 700 --save '' \
 		--appendonly no --dir "$DIR" --daemonize no >"$DIR/redis.log" 2>&1 &
 	REDIS_PID=$!
-	i=0
-	until [ "$(timeout 5 redis-cli -s "$REDIS_SOCK" ping 2>/dev/null)" = PONG ]; do
-		i=$((i + 1))
-		if ! alive "$REDIS_PID" || [ $i -ge 100 ]; then
-			echo "service_bench: redis-server did not answer ping (log follows)" >&2
-			cat "$DIR/redis.log" >&2
-			exit 2
-		fi
-		sleep 0.1
-	done
+	await redis-server "$REDIS_PID" "$DIR/redis.log" redis_pong
 fi
 
 # ---- the rounds ----
@@ -174,6 +177,18 @@ service_ticks() {
 	for p in $SV_PID $(sed -n 's/.*event=[a-z]*-started .*pid=\([0-9]*\).*/\1/p' "$LOG"); do
 		sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null
 	done | awk '{t += $12 + $13} END {print t + 0}'
+}
+
+# record NAME RC P50 THR CPU OUT: appends "P50 THR CPU" to $DIR/NAME and prints the run, or
+# reports a failed run (exit RC, or no figures in its output OUT).
+record() {
+	if [ "$2" -ne 0 ] || [ -z "$3" ] || [ -z "$4" ]; then
+		echo "service_bench: $1 run failed (exit $2): $(cat "$DIR/err") $6" >&2
+		FAILED=1
+		return
+	fi
+	echo "$3 $4 $5" >>"$DIR/$1"
+	printf '  %-8s p50 %9.1f us  %9.1f req/s  cpu %6s us/req\n' "$1" "$3" "$4" "$5"
 }
 
 # run NAME C REQ WARM [--echo]: one moonjail-bench run; appends "p50 throughput cpu" to
@@ -197,23 +212,17 @@ run() {
 	thr=$(printf '%s\n' "$out" | sed -n 's/.*"throughput":\([0-9.]*\).*/\1/p')
 	client=$(printf '%s\n' "$out" | sed -n 's/.*"client":\([0-9.]*\).*/\1/p')
 	server=$(printf '%s\n' "$out" | sed -n 's/.*"echo_server":\([0-9.]*\).*/\1/p')
-	if [ $rc -ne 0 ] || [ -z "$p50" ] || [ -z "$thr" ]; then
-		echo "service_bench: $name run failed (exit $rc): $(cat "$DIR/err") $out" >&2
-		FAILED=1
-		return
-	fi
 	if [ "$1" = --url ]; then
 		server=$(awk -v a="$t0" -v b="$t1" -v t="$CLK_TCK" -v n=$((n + w)) \
 			'BEGIN {printf "%.2f", (b - a) * 1e6 / t / n}')
 	fi
 	cpu=$(awk -v a="${client:-nan}" -v b="${server:-nan}" 'BEGIN {
 		if (a == a + 0 && b == b + 0) printf "%.1f", a + b; else print "nan"}')
-	echo "$p50 $thr $cpu" >>"$DIR/$name"
-	printf '  %-8s p50 %9.1f us  %9.1f req/s  cpu %6s us/req\n' "$name" "$p50" "$thr" "$cpu"
+	record "$name" "$rc" "$p50" "$thr" "$cpu" "$out"
 }
 
 # run_redis NAME C REQ WARM: redis-benchmark EVAL "return 1" 0 at concurrency C, after WARM
-# requests not counted; appends "p50 throughput nan" to $DIR/NAME, p50 in us.
+# requests not counted; records p50 (in us) and throughput, with no CPU figure.
 run_redis() {
 	name=$1 c=$2 n=$3 w=$4
 	if [ "$w" -gt 0 ]; then
@@ -227,13 +236,7 @@ run_redis() {
 	line=$(printf '%s\n' "$out" | grep '^"EVAL' | tr -d '"')
 	thr=$(printf '%s\n' "$line" | cut -d, -f2)
 	p50=$(printf '%s\n' "$line" | cut -d, -f5 | awk '$1 == $1 + 0 {printf "%.1f", $1 * 1000}')
-	if [ $rc -ne 0 ] || [ -z "$p50" ] || [ -z "$thr" ]; then
-		echo "service_bench: $name run failed (exit $rc): $(cat "$DIR/err") $out" >&2
-		FAILED=1
-		return
-	fi
-	echo "$p50 $thr nan" >>"$DIR/$name"
-	printf '  %-8s p50 %9.1f us  %9.1f req/s\n' "$name" "$p50" "$thr"
+	record "$name" "$rc" "$p50" "$thr" nan "$out"
 }
 
 echo "service_bench: moonjail via moonjaild vs raw nng REQ/REP echo over ipc"

@@ -330,7 +330,8 @@ run_one(wk_worker *w, wk_slot *s)
 	pthread_mutex_unlock(&w->mu);
 
 #ifdef MJ_TEST_HOOKS
-	wk_test_tag = j->tag; /* for hooks that forge this call's reply */
+	wk_test_tag = j->tag;    /* for hooks that forge this call's reply */
+	wk_test_trickle = false; /* trickle_reply slows this call's reply only */
 #endif
 	if (stopping)
 		wk_ops_error(j->req->id, MJ_KIND_ENGINE_LOST, "the worker is shutting down", &buf,

@@ -211,13 +211,8 @@ sv_policies_load(const char *path, char *why, size_t whylen)
 			return NULL;
 		}
 	}
-	if (!pack(&p->defaults, &p->defaults.l)) {
-		snprintf(why, whylen, "out of memory");
-		sv_policies_free(p);
-		return NULL;
-	}
-	for (i = 0; i < p->n; i++) {
-		if (!pack(&p->tenants[i], &p->defaults.l)) {
+	for (i = 0; i <= p->n; i++) {
+		if (!pack(i < p->n ? &p->tenants[i] : &p->defaults, &p->defaults.l)) {
 			snprintf(why, whylen, "out of memory");
 			sv_policies_free(p);
 			return NULL;

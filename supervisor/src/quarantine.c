@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "mj/text.h"
 #include "supervisor.h"
 
 #define QBUCKETS 256
@@ -42,11 +43,7 @@ static unsigned nsuspects;
 static unsigned
 bucket(const char *s)
 {
-	uint32_t h = 2166136261u;
-
-	for (; *s != '\0'; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h % QBUCKETS;
+	return (unsigned)(mj_fnv1a(MJ_FNV1A_INIT, s) % QBUCKETS);
 }
 
 static bool

@@ -34,6 +34,8 @@ static const char usage[] =
     "                          ipc://RUNTIME_DIR/moonjail.sock\n"
     "  --workers N             worker processes (default: one per CPU)\n"
     "  --executors N           executor threads per worker (default 2)\n"
+    "  --io-threads N          threads nng runs moonjaild's socket callbacks on (default 2;\n"
+    "                          1-16, an odd N rounded up)\n"
     "  --worker-memory SIZE    Lua heap budget per worker before idle engines are evicted\n"
     "                          (default 1G)\n"
     "  --memory-limit SIZE     default Lua heap per engine (default 16M; K M G KiB MiB GiB)\n"
@@ -320,6 +322,9 @@ parse_args(int argc, char **argv, char *rtbuf, size_t rtcap, char *wbuf, size_t 
 		} else if (strcmp(o, "--executors") == 0) {
 			if (parse_int(v, 1, 64, &c->executors) != 0)
 				return die_usage("--executors wants 1-64", v);
+		} else if (strcmp(o, "--io-threads") == 0) {
+			if (parse_int(v, 1, 16, &c->io_threads) != 0)
+				return die_usage("--io-threads wants 1-16", v);
 		} else if (strcmp(o, "--worker-memory") == 0) {
 			if (mj_parse_size(v, &c->worker_memory) != MJ_OK)
 				return die_usage("bad size", v);
@@ -410,6 +415,7 @@ main(int argc, char **argv)
 	sv.cfg.executors = 2;
 	sv.cfg.worker_memory = (size_t)1 << 30;
 	sv.cfg.ncalls = 256;
+	sv.cfg.io_threads = 2;
 	sv.cfg.deadline_margin_ms = 2000;
 	sv.cfg.namespaces = true;
 	sv.cfg.spare = true;
@@ -496,11 +502,11 @@ main(int argc, char **argv)
 		remove_stale_socket(u);
 	}
 	sv_log("start",
-	       "workers=%d executors=%d memory_limit=%zu instruction_limit=%llu "
+	       "workers=%d executors=%d io_threads=%d memory_limit=%zu instruction_limit=%llu "
 	       "timeout_ms=%u runtime_dir=%s",
-	       sv.cfg.nworkers, sv.cfg.executors, sv.cfg.defaults.memory,
-	       (unsigned long long)sv.cfg.defaults.instructions, sv.cfg.defaults.timeout_ms,
-	       sv.cfg.runtime_dir);
+	       sv.cfg.nworkers, sv.cfg.executors, (sv.cfg.io_threads + 1) / 2 * 2,
+	       sv.cfg.defaults.memory, (unsigned long long)sv.cfg.defaults.instructions,
+	       sv.cfg.defaults.timeout_ms, sv.cfg.runtime_dir);
 	drop_own_privileges();
 	/* Again without the capabilities just dropped (root reads past file modes only with
 	 * CAP_DAC_OVERRIDE): otherwise every worker start would fail at exec. */
@@ -516,7 +522,11 @@ main(int argc, char **argv)
 	 * logger thread (started after the capability drop, like every other thread). */
 	if (sv_log_start() != 0)
 		sv_log("warning", "what=\"logger thread\" err=\"cannot start; logging in place\"");
-	if (sv_workers_start() != 0 || sv_router_start() != 0) {
+	/* The router makes moonjaild's first nng call, which starts nng's threads. */
+	sv_nng_threads_begin(sv.cfg.io_threads);
+	rc = sv_workers_start() != 0 || sv_router_start() != 0;
+	sv_nng_threads_end();
+	if (rc != 0) {
 		sv_workers_stop();
 		cleanup_dirs();
 		sv_log_stop();

@@ -84,6 +84,7 @@ typedef struct sv_config {
 	bool log_json;
 	bool insecure_tcp;
 	int ncalls;
+	int io_threads; /* libnng's task threads */
 	uint32_t deadline_margin_ms;
 	unsigned flag_set; /* which default-limit flags were given (they win over the file) */
 	const char *group; /* also admit this group to the client socket, or NULL */
@@ -131,6 +132,12 @@ void sv_log_line(const char *line, size_t len);
 /* Writes what is queued, waiting at most about a second per line for a stalled stderr, and
  * writes later lines in place. */
 void sv_log_stop(void);
+
+/* libnng's task threads (nng_threads.c): from begin to end, libnng sizes its pool for
+ * threads (rounded up to an even number, as nng starts two per CPU). Call begin before the
+ * first nng call, which initialises the library, and end after it. */
+void sv_nng_threads_begin(int threads);
+void sv_nng_threads_end(void);
 
 /* Workers. */
 int sv_workers_start(void);

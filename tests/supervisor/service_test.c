@@ -1,4 +1,5 @@
 /* Integration tests: the real moonjaild and moonjail-worker, called over real nng sockets. */
+#include <dirent.h>
 #include <grp.h>
 #include <stdio.h>
 
@@ -729,6 +730,20 @@ test_socket_permissions(void **state)
 	assert_int_equal(svc_stop(&s), 0);
 }
 
+/* Runs moonjaild with one option and value, which it must refuse as a usage error (exit 2). */
+static void
+refused_as_usage(const char *option, const char *value)
+{
+	const char *argv[] = {MOONJAILD_BIN, option, value, NULL};
+	int status;
+	pid_t pid;
+
+	assert_int_equal(posix_spawn(&pid, MOONJAILD_BIN, NULL, NULL, (char **)argv, environ), 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 2)
+		fail_msg("%s '%s': want exit 2, got status %d", option, value, status);
+}
+
 static void
 test_refuses_open_tcp(void **state)
 {
@@ -737,20 +752,75 @@ test_refuses_open_tcp(void **state)
 	    "tcp://0.0.0.0:0",         "tcp4://10.0.0.1:0", "ws://127.0.0.1:0",
 	    "tls+tcp://127.0.0.1:0",   "inproc://x",        "nosuch",
 	    "tcp://127.0.0.1.nip.io:0"};
-	const char *argv[] = {MOONJAILD_BIN, "--listen", NULL, NULL};
-	int status;
 	size_t i;
-	pid_t pid;
 
 	(void)state;
-	for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
-		argv[2] = refused[i];
-		assert_int_equal(
-		    posix_spawn(&pid, MOONJAILD_BIN, NULL, NULL, (char **)argv, environ), 0);
-		assert_int_equal(waitpid(pid, &status, 0), pid);
-		if (!WIFEXITED(status) || WEXITSTATUS(status) != 2)
-			fail_msg("--listen %s: want exit 2, got status %d", refused[i], status);
+	for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+		refused_as_usage("--listen", refused[i]);
+}
+
+/* How many of pid's threads are named name. */
+static int
+threads_named(pid_t pid, const char *name)
+{
+	char path[300], comm[64];
+	struct dirent *d;
+	int n = 0;
+	DIR *dir;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	assert_non_null(dir = opendir(path));
+	while ((d = readdir(dir)) != NULL) {
+		if (d->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/comm", (int)pid, d->d_name);
+		if ((f = fopen(path, "r")) == NULL)
+			continue;
+		if (fgets(comm, sizeof(comm), f) != NULL) {
+			comm[strcspn(comm, "\n")] = '\0';
+			n += strcmp(comm, name) == 0;
+		}
+		fclose(f);
 	}
+	closedir(dir);
+	return n;
+}
+
+/* libnng in moonjaild starts --io-threads task threads (default 2), whatever the CPU count;
+ * nng 1.5.2 has no setting for it, so moonjaild answers nng's question for the CPU count. */
+static void
+test_io_threads(void **state)
+{
+	static const char *const dflt[] = {"--workers", "1", NULL};
+	static const char *const six[] = {"--workers", "1", "--io-threads", "5", NULL};
+	static const char *const bad[] = {"0", "17", "-2", "two", ""};
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	char want[64];
+	size_t i;
+	svc s;
+
+	(void)state;
+	svc_start(&s, dflt);
+	assert_int_equal(threads_named(s.pid, "nng:task"), 2);
+	assert_int_equal(eval_int(&s, "acme", "return 6 * 7"), 42);
+	snprintf(want, sizeof(want), "io_threads=2");
+	assert_true(log_wait(&s, (const char *const[]){want, NULL}));
+	assert_int_equal(svc_stop(&s), 0);
+	svc_start(&s, six);
+	assert_int_equal(threads_named(s.pid, "nng:task"), 6);
+	assert_int_equal(eval_int(&s, "acme", "return 6 * 7"), 42);
+	assert_int_equal(svc_stop(&s), 0);
+	/* Only nng's question is answered: the default worker count still follows the CPUs. */
+	{
+		static const char *const none[] = {NULL};
+		svc_start(&s, none);
+		snprintf(want, sizeof(want), "workers=%ld ", ncpu > 256 ? 256 : ncpu);
+		assert_true(log_wait(&s, (const char *const[]){want, NULL}));
+		assert_int_equal(svc_stop(&s), 0);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		refused_as_usage("--io-threads", bad[i]);
 }
 
 int
@@ -770,6 +840,7 @@ main(void)
 	    cmocka_unit_test(test_engine_order),
 	    cmocka_unit_test(test_socket_permissions),
 	    cmocka_unit_test(test_refuses_open_tcp),
+	    cmocka_unit_test(test_io_threads),
 	};
 
 	return SVC_RUN_TESTS(tests);

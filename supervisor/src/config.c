@@ -1,5 +1,7 @@
 /* Tenant policies from the INI config file (read with inih), and their lookup and reload. */
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +32,105 @@ typedef struct parse {
 	sv_policies *p;
 	char why[200];
 } parse;
+
+/* The per-engine limits a policy sets: the key in the config file, the flag on the command
+ * line, and the bounds the service takes (mj_limits_check adds its own). */
+typedef struct limit_key {
+	const char *key, *flag;
+	unsigned bit;
+	bool size; /* takes the K M G KiB MiB GiB suffixes */
+	uint64_t lo, hi;
+	const char *want; /* the bounds, in words */
+	size_t off, width;
+} limit_key;
+
+#define LIMIT_KEY(key, flag, bit, size, lo, hi, want, field)                                       \
+	{                                                                                          \
+		key, flag, bit, size, lo, hi, want, offsetof(mj_limits, field),                    \
+		    sizeof(((mj_limits *)0)->field)                                                \
+	}
+
+static const limit_key limit_keys[] = {
+    LIMIT_KEY("memory_limit", "--memory-limit", F_MEMORY, true, 0, UINT64_MAX, "a size", memory),
+    LIMIT_KEY("instruction_limit", "--instruction-limit", F_INSTR, false, 0, UINT64_MAX, "a number",
+              instructions),
+    LIMIT_KEY("timeout_ms", "--timeout-ms", F_TIMEOUT, false, 0, 3600000, "0-3600000", timeout_ms),
+    LIMIT_KEY("output_limit", "--output-limit", F_OUTPUT, true, 0, UINT64_MAX, "a size", output),
+    LIMIT_KEY("source_limit", "--source-limit", F_SOURCE, true, 0, UINT64_MAX, "a size", source),
+    LIMIT_KEY("result_bytes", "--result-bytes", F_RBYTES, true, 0, UINT64_MAX, "a size",
+              result_bytes),
+    LIMIT_KEY("result_depth", "--result-depth", F_RDEPTH, false, 1, SV_MAX_RESULT_DEPTH, "1-64",
+              result_depth),
+    LIMIT_KEY("result_items", "--result-items", F_RITEMS, false, 1, UINT64_MAX,
+              "a number of at least 1", result_items),
+};
+
+#define NKEYS (sizeof(limit_keys) / sizeof(limit_keys[0]))
+
+static uint64_t
+limit_get(const mj_limits *l, const limit_key *k)
+{
+	const char *p = (const char *)l + k->off;
+	uint32_t v32;
+	uint64_t v64;
+
+	if (k->width == sizeof(v32)) {
+		memcpy(&v32, p, sizeof(v32));
+		return v32;
+	}
+	memcpy(&v64, p, sizeof(v64));
+	return v64;
+}
+
+static void
+limit_put(mj_limits *l, const limit_key *k, uint64_t v)
+{
+	char *p = (char *)l + k->off;
+	uint32_t v32 = (uint32_t)v;
+
+	if (k->width == sizeof(v32))
+		memcpy(p, &v32, sizeof(v32));
+	else
+		memcpy(p, &v, sizeof(v));
+}
+
+/* Parses value for k into *l; false when it is not a good one. */
+static bool
+limit_parse(const limit_key *k, const char *value, mj_limits *l)
+{
+	uint64_t u;
+	size_t z;
+
+	if (k->size) {
+		if (mj_parse_size(value, &z) != MJ_OK)
+			return false;
+		u = z;
+	} else if (mj_parse_u64(value, &u) != MJ_OK) {
+		return false;
+	}
+	if (u < k->lo || u > k->hi || (k->width == sizeof(uint32_t) && u > UINT32_MAX))
+		return false;
+	limit_put(l, k, u);
+	return true;
+}
+
+int
+sv_limit_flag(const char *flag, const char *value, mj_limits *l, unsigned *set, const char **why)
+{
+	size_t i;
+
+	for (i = 0; i < NKEYS; i++) {
+		if (strcmp(flag, limit_keys[i].flag) != 0)
+			continue;
+		if (!limit_parse(&limit_keys[i], value, l)) {
+			*why = limit_keys[i].want;
+			return -1;
+		}
+		*set |= limit_keys[i].bit;
+		return 1;
+	}
+	return 0;
+}
 
 static sv_policies *current;
 /* Every call reads the policies and only a reload writes them: readers do not wait for each
@@ -70,26 +171,25 @@ handler(void *user, const char *sec, const char *key, const char *value)
 	parse *ps = user;
 	entry *e = section(ps, sec);
 	uint64_t u;
-	size_t z;
+	size_t z, i;
 
 	if (e == NULL)
 		return 0;
-	if (strcmp(key, "memory_limit") == 0 && mj_parse_size(value, &z) == MJ_OK) {
-		e->l.memory = z;
-		e->set |= F_MEMORY;
-	} else if (strcmp(key, "output_limit") == 0 && mj_parse_size(value, &z) == MJ_OK) {
-		e->l.output = z;
-		e->set |= F_OUTPUT;
-	} else if (strcmp(key, "max_memory") == 0 && mj_parse_size(value, &z) == MJ_OK) {
+	for (i = 0; i < NKEYS; i++) {
+		if (strcmp(key, limit_keys[i].key) != 0)
+			continue;
+		if (!limit_parse(&limit_keys[i], value, &e->l)) {
+			snprintf(ps->why, sizeof(ps->why),
+			         "bad value '%.40s' for %s in [%.60s] (want %s)", value, key, sec,
+			         limit_keys[i].want);
+			return 0;
+		}
+		e->set |= limit_keys[i].bit;
+		return 1;
+	}
+	if (strcmp(key, "max_memory") == 0 && mj_parse_size(value, &z) == MJ_OK) {
 		e->max_memory = z;
 		e->set |= F_TOTAL;
-	} else if (strcmp(key, "instruction_limit") == 0 && mj_parse_u64(value, &u) == MJ_OK) {
-		e->l.instructions = u;
-		e->set |= F_INSTR;
-	} else if (strcmp(key, "timeout_ms") == 0 && mj_parse_u64(value, &u) == MJ_OK &&
-	           u <= 3600000) {
-		e->l.timeout_ms = (uint32_t)u;
-		e->set |= F_TIMEOUT;
 	} else if (strcmp(key, "max_engines") == 0 && mj_parse_u64(value, &u) == MJ_OK && u >= 1 &&
 	           u <= 1000000) {
 		e->max_engines = (uint32_t)u;
@@ -106,17 +206,11 @@ static void
 inherit(entry *t, const entry *d)
 {
 	unsigned keep = t->set;
-	mj_limits l = t->l;
+	size_t i;
 
-	t->l = d->l;
-	if (keep & F_MEMORY)
-		t->l.memory = l.memory;
-	if (keep & F_INSTR)
-		t->l.instructions = l.instructions;
-	if (keep & F_TIMEOUT)
-		t->l.timeout_ms = l.timeout_ms;
-	if (keep & F_OUTPUT)
-		t->l.output = l.output;
+	for (i = 0; i < NKEYS; i++)
+		if (!(keep & limit_keys[i].bit))
+			limit_put(&t->l, &limit_keys[i], limit_get(&d->l, &limit_keys[i]));
 	if (!(keep & F_ENGINES))
 		t->max_engines = d->max_engines;
 	if (!(keep & F_TOTAL))
@@ -188,14 +282,10 @@ sv_policies_load(const char *path, char *why, size_t whylen)
 		return NULL;
 	}
 	/* Flags given on the command line win over the file's [defaults]. */
-	if (c->flag_set & F_MEMORY)
-		p->defaults.l.memory = c->defaults.memory;
-	if (c->flag_set & F_INSTR)
-		p->defaults.l.instructions = c->defaults.instructions;
-	if (c->flag_set & F_TIMEOUT)
-		p->defaults.l.timeout_ms = c->defaults.timeout_ms;
-	if (c->flag_set & F_OUTPUT)
-		p->defaults.l.output = c->defaults.output;
+	for (i = 0; i < NKEYS; i++)
+		if (c->flag_set & limit_keys[i].bit)
+			limit_put(&p->defaults.l, &limit_keys[i],
+			          limit_get(&c->defaults, &limit_keys[i]));
 	if (!(p->defaults.set & F_TOTAL))
 		p->defaults.max_memory = p->defaults.l.memory * 64;
 	if (mj_limits_check(&p->defaults.l, &bad) != MJ_OK) {

@@ -56,6 +56,7 @@ sv_link_new(int fd, int slot)
 		close(fd);
 		return NULL;
 	}
+	atomic_init(&l->queued, false);
 	l->fd = fd;
 	l->slot = slot;
 	return l;
@@ -99,8 +100,10 @@ flush(sv_link *l)
 		if (o->off < o->len)
 			continue;
 		l->outq = o->next;
-		if (l->outq == NULL)
+		if (l->outq == NULL) {
 			l->outq_tail = NULL;
+			atomic_store(&l->queued, false);
+		}
 		free(o);
 	}
 	return true;
@@ -143,6 +146,7 @@ sv_link_send(sv_link *l, sv_out *o)
 		l->outq_tail->next = o;
 	} else {
 		l->outq = o;
+		atomic_store(&l->queued, true);
 		sv_links_wake(); /* the link thread now waits for room on this socket */
 	}
 	l->outq_tail = o;
@@ -266,9 +270,9 @@ gather(struct pollfd *fds, sv_link **links, int cap)
 		if (l == NULL || l->eof)
 			continue;
 		fds[n].fd = l->fd;
-		pthread_mutex_lock(&l->wmu);
-		fds[n].events = (short)(POLLIN | (l->outq != NULL ? POLLOUT : 0));
-		pthread_mutex_unlock(&l->wmu);
+		/* Not under wmu, which a dispatch holds through its write, while this holds
+		 * sv.lock. A frame queued after this look wakes the thread for another. */
+		fds[n].events = (short)(POLLIN | (atomic_load(&l->queued) ? POLLOUT : 0));
 		fds[n].revents = 0;
 		links[n++] = l;
 	}

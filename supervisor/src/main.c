@@ -42,6 +42,12 @@ static const char usage[] =
     "  --instruction-limit N   default VM instructions per call (default 100000000; 0 = none)\n"
     "  --timeout-ms N          default wall clock per call (default 1000; 0 = none)\n"
     "  --output-limit SIZE     default print output per call (default 1M)\n"
+    "  --source-limit SIZE     default source per call and per load() (default 1M; requests\n"
+    "                          are at most 16M)\n"
+    "  --result-bytes SIZE     default bytes of strings in a call's results (default 1M)\n"
+    "  --result-depth N        default nesting of returned tables (default 32; 1-64)\n"
+    "  --result-items N        default values in a call's results, nested ones counted\n"
+    "                          (default 100000)\n"
     "  --deadline-margin-ms N  the hard deadline is the timeout plus this margin (default\n"
     "                          2000); a worker past it is killed and replaced\n"
     "  --config FILE           tenant policies (INI: [defaults] and [tenant:NAME] sections;\n"
@@ -291,8 +297,10 @@ static int
 parse_args(int argc, char **argv, char *rtbuf, size_t rtcap, char *wbuf, size_t wcap)
 {
 	sv_config *c = &sv.cfg;
+	const char *want;
+	char msg[80];
 	uint64_t u;
-	int a;
+	int a, lim;
 
 	for (a = 1; a < argc; a++) {
 		const char *o = argv[a], *v = a + 1 < argc ? argv[a + 1] : NULL;
@@ -328,23 +336,11 @@ parse_args(int argc, char **argv, char *rtbuf, size_t rtcap, char *wbuf, size_t 
 		} else if (strcmp(o, "--worker-memory") == 0) {
 			if (mj_parse_size(v, &c->worker_memory) != MJ_OK)
 				return die_usage("bad size", v);
-		} else if (strcmp(o, "--memory-limit") == 0) {
-			if (mj_parse_size(v, &c->defaults.memory) != MJ_OK)
-				return die_usage("bad size", v);
-			c->flag_set |= F_MEMORY;
-		} else if (strcmp(o, "--output-limit") == 0) {
-			if (mj_parse_size(v, &c->defaults.output) != MJ_OK)
-				return die_usage("bad size", v);
-			c->flag_set |= F_OUTPUT;
-		} else if (strcmp(o, "--instruction-limit") == 0) {
-			if (mj_parse_u64(v, &c->defaults.instructions) != MJ_OK)
-				return die_usage("bad number", v);
-			c->flag_set |= F_INSTR;
-		} else if (strcmp(o, "--timeout-ms") == 0) {
-			if (mj_parse_u64(v, &u) != MJ_OK || u > 3600000)
-				return die_usage("--timeout-ms wants 0-3600000", v);
-			c->defaults.timeout_ms = (uint32_t)u;
-			c->flag_set |= F_TIMEOUT;
+		} else if ((lim = sv_limit_flag(o, v, &c->defaults, &c->flag_set, &want)) != 0) {
+			if (lim < 0) {
+				snprintf(msg, sizeof(msg), "%s wants %s", o, want);
+				return die_usage(msg, v);
+			}
 		} else if (strcmp(o, "--group") == 0) {
 			c->group = v;
 		} else if (strcmp(o, "--worker-user") == 0) {

@@ -51,7 +51,8 @@ typedef struct sv_link {
 	mj_frame_reader in;
 	pthread_mutex_t wmu;
 	struct sv_out *outq, *outq_tail; /* frames not yet written, oldest first */
-	struct sv_link *next;            /* on the retired list */
+	atomic_bool queued;   /* outq is not empty: read without wmu, which a write may hold */
+	struct sv_link *next; /* on the retired list */
 } sv_link;
 
 /* A worker slot (index 0.. for the routed pools) or the spare (SV_SPARE): the process serving
@@ -69,7 +70,24 @@ typedef struct sv_worker {
 } sv_worker;
 
 /* Which limits a config section or the command line set explicitly. */
-enum { F_MEMORY = 1, F_INSTR = 2, F_TIMEOUT = 4, F_OUTPUT = 8, F_ENGINES = 16, F_TOTAL = 32 };
+enum {
+	F_MEMORY = 1,
+	F_INSTR = 2,
+	F_TIMEOUT = 4,
+	F_OUTPUT = 8,
+	F_ENGINES = 16,
+	F_TOTAL = 32,
+	F_SOURCE = 64,
+	F_RBYTES = 128,
+	F_RDEPTH = 256,
+	F_RITEMS = 512
+};
+
+/* The deepest result a tenant may be allowed: each level of tables nests three messages
+ * (Value, Map, Entry) on the wire, and a Response nested deeper than 200 messages fails the
+ * protobuf caps of moonjaild and of clients (mj_proto_caps_default), so a deeper result
+ * would be taken for a malformed reply. */
+#define SV_MAX_RESULT_DEPTH 64
 
 typedef struct sv_config {
 	const char *listen[SV_MAX_LISTEN];
@@ -215,6 +233,11 @@ sv_policies *sv_policies_load(const char *path, char *why, size_t whylen);
 void sv_policies_install(sv_policies *p); /* takes ownership; frees the previous set */
 void sv_policies_free(sv_policies *p);
 size_t sv_policies_count(const sv_policies *p);
+/* A per-engine limit flag of the command line (--memory-limit, --source-limit, ...): sets it
+ * in *l and its bit in *set. 1 when flag is one and value is good, -1 when the value is bad
+ * (why tells), 0 when flag is not a limit flag. */
+int sv_limit_flag(const char *flag, const char *value, mj_limits *l, unsigned *set,
+                  const char **why);
 /* The largest packed TenantPolicy (two Limits of eight wrapped values, two quotas). */
 #define SV_POLICY_WIRE_MAX 512
 /* The policy of a tenant (its own section, else [defaults]) in *out, and in wire the

@@ -432,8 +432,23 @@ test_config_policies_and_reload(void **state)
 	(void)state;
 	snprintf(cfg, sizeof(cfg), "/tmp/mj-cfg-%d.ini", (int)getpid());
 	write_file(cfg, "; test policies\n[defaults]\ntimeout_ms = 2000\n\n"
-	                "[tenant:small]\nmemory_limit = 1M\nmax_engines = 2\n");
+	                "[tenant:small]\nmemory_limit = 1M\nmax_engines = 2\nsource_limit = 64\n"
+	                "result_items = 3\n");
 	svc_start(&s, extra);
+	/* The source and result ceilings apply; a tenant without a section keeps the defaults. */
+	r = eval(&s, "small",
+	         "return 1 --[[ a comment that makes this source longer than 64 bytes in all ]]");
+	assert_int_equal(r->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_BAD_REQUEST);
+	assert_non_null(strstr(r->error->message, "source too large"));
+	mj_proto_free(&r->base);
+	r = eval(&s, "small", "return 1, 2, 3, 4");
+	assert_int_equal(r->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_OUTPUT);
+	mj_proto_free(&r->base);
+	assert_int_equal(
+	    eval_int(
+	        &s, "roomy",
+	        "return 1 --[[ a comment that makes this source longer than 64 bytes in all ]]"),
+	    1);
 	r = eval(&s, "small", fill);
 	assert_int_equal(r->status, MOONJAIL__V1__STATUS__STATUS_ERROR);
 	assert_int_equal(r->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_MEMORY);
@@ -465,6 +480,12 @@ test_config_policies_and_reload(void **state)
 		int status;
 		pid_t pid;
 
+		assert_int_equal(
+		    posix_spawn(&pid, MOONJAILD_BIN, NULL, NULL, (char **)argv, environ), 0);
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+		/* A result depth the wire cannot carry. */
+		write_file(cfg, "[defaults]\nresult_depth = 65\n");
 		assert_int_equal(
 		    posix_spawn(&pid, MOONJAILD_BIN, NULL, NULL, (char **)argv, environ), 0);
 		assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -759,6 +780,140 @@ test_refuses_open_tcp(void **state)
 		refused_as_usage("--listen", refused[i]);
 }
 
+/* "local s = [[LLL...]] return s:sub(1, 1), #s" with n letters L: each caller's own bytes,
+ * so a frame mixed with another's would show. */
+static char *
+big_script(char letter, size_t n)
+{
+	static const char head[] = "local s = [[", tail[] = "]] return s:sub(1, 1), #s";
+	char *src = malloc(sizeof(head) + n + sizeof(tail));
+
+	assert_non_null(src);
+	memcpy(src, head, sizeof(head) - 1);
+	memset(src + sizeof(head) - 1, letter, n);
+	memcpy(src + sizeof(head) - 1 + n, tail, sizeof(tail));
+	return src;
+}
+
+/* A request with an eval of n bytes of source, packed as a client would. */
+static uint8_t *
+big_request(size_t n, size_t *len)
+{
+	Moonjail__V1__Request req = MOONJAIL__V1__REQUEST__INIT;
+	Moonjail__V1__Eval ev = MOONJAIL__V1__EVAL__INIT;
+	uint8_t *buf;
+
+	req.version = MJ_PROTO_VERSION;
+	req.id = 77;
+	req.tenant = "huge";
+	req.op_case = MOONJAIL__V1__REQUEST__OP_EVAL;
+	ev.source.data = malloc(n);
+	assert_non_null(ev.source.data);
+	memset(ev.source.data, ' ', n);
+	ev.source.len = n;
+	req.eval = &ev;
+	assert_int_equal(mj_proto_pack(&req.base, &buf, len), MJ_OK);
+	free(ev.source.data);
+	return buf;
+}
+
+/* Messages of megabytes. A request frame far bigger than a worker's socket buffer waits in
+ * moonjaild's queue and goes out whole, in order, as the worker reads, while calls of other
+ * tenants on that worker go on; replies of megabytes come back whole, and one too big for a
+ * message is an output error. Past 16 MiB a request is answered bad-request; past the 64 KiB of
+ * slack nng drops the connection. The service serves on. A 64-deep result, the deepest
+ * --result-depth allows, passes moonjaild's check of the reply. */
+static void
+test_large_messages(void **state)
+{
+	static const char *const extra[] = {"--workers",
+	                                    "1",
+	                                    "--memory-limit",
+	                                    "64M",
+	                                    "--source-limit",
+	                                    "12M",
+	                                    "--result-bytes",
+	                                    "20M",
+	                                    "--result-depth",
+	                                    "64",
+	                                    "--timeout-ms",
+	                                    "20000",
+	                                    NULL};
+	enum { NBIG = 3 };
+	const size_t big = (size_t)5 << 20;
+	load_arg a[NBIG];
+	pthread_t th[NBIG];
+	char *src[NBIG], deep[1024];
+	mj_response *r;
+	uint8_t *buf;
+	size_t i, len;
+	svc s;
+
+	(void)state;
+	svc_start(&s, extra);
+	for (i = 0; i < NBIG; i++) {
+		src[i] = big_script((char)('a' + i), big);
+		a[i] = (load_arg){.s = &s, .src = src[i]};
+		snprintf(a[i].tenant, sizeof(a[i].tenant), "big%zu", i);
+		assert_int_equal(pthread_create(&th[i], NULL, load_call, &a[i]), 0);
+	}
+	for (i = 0; i < 5; i++)
+		assert_int_equal(eval_int(&s, "small", "return 5"), 5);
+	for (i = 0; i < NBIG; i++) {
+		pthread_join(th[i], NULL);
+		free(src[i]);
+		assert_int_equal(a[i].rv, 0);
+		r = a[i].r;
+		if (r->status != MOONJAIL__V1__STATUS__STATUS_OK)
+			fail_msg("big call %zu: %s", i, r->error != NULL ? r->error->message : "?");
+		assert_int_equal(r->n_values, 2);
+		assert_int_equal(r->values[0]->kind_case, MOONJAIL__V1__VALUE__KIND_STRING);
+		assert_int_equal(r->values[0]->string.len, 1);
+		assert_int_equal(r->values[0]->string.data[0], 'a' + i);
+		assert_int_equal(r->values[1]->integer, (int64_t)big);
+		mj_proto_free(&r->base);
+	}
+	r = eval(&s, "small", "return string.rep('y', 10 << 20)");
+	assert_int_equal(r->status, MOONJAIL__V1__STATUS__STATUS_OK);
+	assert_int_equal(r->values[0]->string.len, (size_t)10 << 20);
+	for (i = 0; i < r->values[0]->string.len; i++)
+		if (r->values[0]->string.data[i] != 'y')
+			fail_msg("byte %zu of the 10 MiB result is %d", i,
+			         r->values[0]->string.data[i]);
+	mj_proto_free(&r->base);
+	/* A result the limits allow but one message cannot carry. */
+	r = eval(&s, "small", "return string.rep('y', 17 << 20)");
+	assert_int_equal(r->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_OUTPUT);
+	assert_non_null(strstr(r->error->message, "message limit"));
+	mj_proto_free(&r->base);
+	/* Over 16 MiB, within the slack: answered. */
+	buf = big_request(((size_t)16 << 20) + 1000, &len);
+	assert_int_equal(call_raw(s.url, buf, len, &r, 20000), 0);
+	mj_free(buf);
+	assert_int_equal(r->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_BAD_REQUEST);
+	assert_non_null(strstr(r->error->message, "too large"));
+	mj_proto_free(&r->base);
+	/* Past the slack: the connection is dropped, never answered. */
+	buf = big_request(((size_t)16 << 20) + (200u << 10), &len);
+	assert_int_not_equal(call_raw(s.url, buf, len, &r, 3000), 0);
+	mj_free(buf);
+	/* As deep as allowed: the reply passes, and no worker is replaced. */
+	snprintf(deep, sizeof(deep),
+	         "local t = {} local c = t for i = 1, %d do c.k = {} c = c.k end return t", 63);
+	r = eval(&s, "small", deep);
+	assert_int_equal(r->status, MOONJAIL__V1__STATUS__STATUS_OK);
+	mj_proto_free(&r->base);
+	snprintf(deep, sizeof(deep),
+	         "local t = {} local c = t for i = 1, %d do c.k = {} c = c.k end return t", 64);
+	r = eval(&s, "small", deep);
+	assert_int_equal(r->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_OUTPUT);
+	mj_proto_free(&r->base);
+	assert_int_equal(log_count(&s, (const char *const[]){"event=worker-kill", NULL}), 0);
+	assert_int_equal(log_count(&s, (const char *const[]){"event=worker-died", NULL}), 0);
+	assert_int_equal(eval_int(&s, "small", "return 7"), 7);
+	assert_int_equal(svc_stop(&s), 0);
+}
+
 /* How many of pid's threads are named name. */
 static int
 threads_named(pid_t pid, const char *name)
@@ -841,6 +996,7 @@ main(void)
 	    cmocka_unit_test(test_socket_permissions),
 	    cmocka_unit_test(test_refuses_open_tcp),
 	    cmocka_unit_test(test_io_threads),
+	    cmocka_unit_test(test_large_messages),
 	};
 
 	return SVC_RUN_TESTS(tests);

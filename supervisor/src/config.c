@@ -55,17 +55,26 @@ static const limit_key limit_keys[] = {
     LIMIT_KEY("instruction_limit", "--instruction-limit", F_INSTR, false, 0, UINT64_MAX, "a number",
               instructions),
     LIMIT_KEY("timeout_ms", "--timeout-ms", F_TIMEOUT, false, 0, 3600000, "0-3600000", timeout_ms),
-    LIMIT_KEY("output_limit", "--output-limit", F_OUTPUT, true, 0, UINT64_MAX, "a size", output),
-    LIMIT_KEY("source_limit", "--source-limit", F_SOURCE, true, 0, UINT64_MAX, "a size", source),
-    LIMIT_KEY("result_bytes", "--result-bytes", F_RBYTES, true, 0, UINT64_MAX, "a size",
-              result_bytes),
-    LIMIT_KEY("result_depth", "--result-depth", F_RDEPTH, false, 1, SV_MAX_RESULT_DEPTH, "1-64",
-              result_depth),
+    LIMIT_KEY("output_limit", "--output-limit", F_OUTPUT, true, 1, UINT64_MAX,
+              "a size of at least 1", output),
+    LIMIT_KEY("source_limit", "--source-limit", F_SOURCE, true, 1, UINT64_MAX,
+              "a size of at least 1", source),
+    LIMIT_KEY("result_bytes", "--result-bytes", F_RBYTES, true, 1, UINT64_MAX,
+              "a size of at least 1", result_bytes),
+    LIMIT_KEY("result_depth", "--result-depth", F_RDEPTH, false, 1, SV_MAX_RESULT_DEPTH,
+              "1-" SV_XSTR(SV_MAX_RESULT_DEPTH), result_depth),
     LIMIT_KEY("result_items", "--result-items", F_RITEMS, false, 1, UINT64_MAX,
               "a number of at least 1", result_items),
 };
 
 #define NKEYS (sizeof(limit_keys) / sizeof(limit_keys[0]))
+
+/* limit_get and limit_put move 4 or 8 bytes. */
+_Static_assert(sizeof(size_t) == 4 || sizeof(size_t) == 8, "size_t is 4 or 8 bytes");
+_Static_assert(sizeof(((mj_limits *)0)->timeout_ms) == 4 &&
+                   sizeof(((mj_limits *)0)->result_depth) == 4 &&
+                   sizeof(((mj_limits *)0)->instructions) == 8,
+               "mj_limits fields are 4 or 8 bytes");
 
 static uint64_t
 limit_get(const mj_limits *l, const limit_key *k)

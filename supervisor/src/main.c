@@ -518,10 +518,13 @@ main(int argc, char **argv)
 	 * logger thread (started after the capability drop, like every other thread). */
 	if (sv_log_start() != 0)
 		sv_log("warning", "what=\"logger thread\" err=\"cannot start; logging in place\"");
-	/* The router makes moonjaild's first nng call, which starts nng's threads. */
-	sv_nng_threads_begin(sv.cfg.io_threads);
-	rc = sv_workers_start() != 0 || sv_router_start() != 0;
-	sv_nng_threads_end();
+	rc = sv_workers_start();
+	if (rc == 0) {
+		/* The router makes moonjaild's first nng call, which starts nng's threads. */
+		sv_nng_threads_begin(sv.cfg.io_threads);
+		rc = sv_router_start();
+		sv_nng_threads_end();
+	}
 	if (rc != 0) {
 		sv_workers_stop();
 		cleanup_dirs();

@@ -1,13 +1,16 @@
 /* How many task threads libnng starts in moonjaild: nng 1.5.2 has no setting for it. */
 #include <dlfcn.h>
+#include <errno.h>
 #include <stdatomic.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "supervisor.h"
 
 /* nng 1.5.2 starts its task threads, which run every aio callback, once, when the library
- * initialises: two per CPU that sysconf(_SC_NPROCESSORS_ONLN) reports, up to 16. Only nng 2
- * has a parameter for it. moonjaild's callbacks are short and all contend for one socket's
+ * initialises: two per CPU that sysconf(_SC_NPROCESSORS_ONLN) reports, up to 16, and from
+ * the same answer one thread per CPU, up to 8, that expires aio timeouts. Only nng 2 has
+ * parameters for them. moonjaild's callbacks are short and all contend for one socket's
  * locks, so on a 2-core machine two threads serve more requests per CPU second than four
  * (docs/benchmarks.md). This executable therefore defines sysconf: the dynamic linker binds
  * libnng's call to it, an executable's definitions coming first in symbol lookup. It answers
@@ -25,8 +28,10 @@ next_sysconf(void)
 	sysconf_fn f = atomic_load(&fn);
 
 	if (f == NULL) {
-		/* POSIX lets a function pointer be read from dlsym's result this way. */
-		*(void **)&f = dlsym(RTLD_NEXT, "sysconf");
+		void *sym = dlsym(RTLD_NEXT, "sysconf");
+
+		/* POSIX guarantees a data pointer from dlsym converts to a function pointer. */
+		memcpy(&f, &sym, sizeof(f));
 		atomic_store(&fn, f);
 	}
 	return f;
@@ -40,8 +45,10 @@ sysconf(int name)
 
 	if (name == _SC_NPROCESSORS_ONLN && n > 0)
 		return n;
-	if ((f = next_sysconf()) == NULL)
-		return -1; /* no C library sysconf: cannot happen with glibc */
+	if ((f = next_sysconf()) == NULL) {
+		errno = EINVAL; /* no C library sysconf: cannot happen with glibc */
+		return -1;
+	}
 	return f(name);
 }
 

@@ -83,11 +83,14 @@ enum {
 	F_RITEMS = 512
 };
 
-/* The deepest result a tenant may be allowed: each level of tables nests three messages
- * (Value, Map, Entry) on the wire, and a Response nested deeper than 200 messages fails the
- * protobuf caps of moonjaild and of clients (mj_proto_caps_default), so a deeper result
- * would be taken for a malformed reply. */
+/* The deepest result a tenant may be allowed. Each level of tables nests three messages
+ * (Value, Map, Entry) on the wire, so N levels reach depth 3N + 1 below the Response, and one
+ * deeper than 200 fails the protobuf caps of moonjaild and of clients
+ * (mj_proto_caps_default): it would be taken for a malformed reply. 66 levels would still
+ * fit; 64 keeps a margin. */
 #define SV_MAX_RESULT_DEPTH 64
+#define SV_STR(x) #x
+#define SV_XSTR(x) SV_STR(x)
 
 typedef struct sv_config {
 	const char *listen[SV_MAX_LISTEN];

@@ -897,14 +897,17 @@ test_large_messages(void **state)
 	buf = big_request(((size_t)16 << 20) + (200u << 10), &len);
 	assert_int_not_equal(call_raw(s.url, buf, len, &r, 3000), 0);
 	mj_free(buf);
-	/* As deep as allowed: the reply passes, and no worker is replaced. */
+	/* As deep as allowed, with a value in the deepest table (the deepest message on the
+	 * wire): the reply passes, and no worker is replaced. */
 	snprintf(deep, sizeof(deep),
-	         "local t = {} local c = t for i = 1, %d do c.k = {} c = c.k end return t", 63);
+	         "local t = {} local c = t for i = 1, %d do c.k = {} c = c.k end c.v = 1 return t",
+	         63);
 	r = eval(&s, "small", deep);
 	assert_int_equal(r->status, MOONJAIL__V1__STATUS__STATUS_OK);
 	mj_proto_free(&r->base);
 	snprintf(deep, sizeof(deep),
-	         "local t = {} local c = t for i = 1, %d do c.k = {} c = c.k end return t", 64);
+	         "local t = {} local c = t for i = 1, %d do c.k = {} c = c.k end c.v = 1 return t",
+	         64);
 	r = eval(&s, "small", deep);
 	assert_int_equal(r->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_OUTPUT);
 	mj_proto_free(&r->base);
@@ -942,6 +945,19 @@ threads_named(pid_t pid, const char *name)
 	return n;
 }
 
+/* Waits up to 2 s for pid to have n threads named name (a thread takes its name when it first
+ * runs); returns how many it has. */
+static int
+threads_named_wait(pid_t pid, const char *name, int n)
+{
+	uint64_t t0 = now_ms();
+	int have;
+
+	while ((have = threads_named(pid, name)) != n && now_ms() - t0 < 2000)
+		sleep_ms(20);
+	return have;
+}
+
 /* libnng in moonjaild starts --io-threads task threads (default 2), whatever the CPU count;
  * nng 1.5.2 has no setting for it, so moonjaild answers nng's question for the CPU count. */
 static void
@@ -957,13 +973,16 @@ test_io_threads(void **state)
 
 	(void)state;
 	svc_start(&s, dflt);
-	assert_int_equal(threads_named(s.pid, "nng:task"), 2);
+	assert_int_equal(threads_named_wait(s.pid, "nng:task", 2), 2);
+	/* nng sizes its timeout threads from the same answer: one per CPU it is told of. */
+	assert_int_equal(threads_named_wait(s.pid, "nng:aio:expire", 1), 1);
 	assert_int_equal(eval_int(&s, "acme", "return 6 * 7"), 42);
 	snprintf(want, sizeof(want), "io_threads=2");
 	assert_true(log_wait(&s, (const char *const[]){want, NULL}));
 	assert_int_equal(svc_stop(&s), 0);
 	svc_start(&s, six);
-	assert_int_equal(threads_named(s.pid, "nng:task"), 6);
+	assert_int_equal(threads_named_wait(s.pid, "nng:task", 6), 6);
+	assert_int_equal(threads_named_wait(s.pid, "nng:aio:expire", 3), 3);
 	assert_int_equal(eval_int(&s, "acme", "return 6 * 7"), 42);
 	assert_int_equal(svc_stop(&s), 0);
 	/* Only nng's question is answered: the default worker count still follows the CPUs. */

@@ -1,0 +1,357 @@
+/* Raw bytes on the client socket, below nng: what a peer that does not speak the SP protocol,
+ * or speaks it badly, can send. moonjaild drops such a connection or answers bad-request,
+ * never crashes, and serves everyone else throughout. */
+#include <stdbool.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#if defined(MOONJAILD_BIN) && defined(MOONJAIL_WORKER_BIN) && defined(MOONJAIL_BIN)
+
+#include "supervisor/harness.h"
+
+/* The SP-over-IPC connection header of a REQ peer and of the REP side that answers (nng's
+ * ipc transport: 0, 'S', 'P', 0, the protocol number big-endian, two reserved bytes), and
+ * the message header that follows: type 1, then the length as a big-endian u64. */
+static const uint8_t req_hello[8] = {0, 'S', 'P', 0, 0, 0x30, 0, 0};
+static const uint8_t rep_hello[8] = {0, 'S', 'P', 0, 0, 0x31, 0, 0};
+
+static int
+raw_connect(const svc *s)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct timeval tv = {5, 0};
+	int fd;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/s.sock", s->dir);
+	assert_true((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+/* Writes what the socket takes of buf; false when the peer has gone (it may drop us first). */
+static bool
+send_some(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	ssize_t n;
+
+	while (len > 0) {
+		if ((n = send(fd, p, len, MSG_NOSIGNAL)) <= 0)
+			return false;
+		p += n;
+		len -= (size_t)n;
+	}
+	return true;
+}
+
+static void
+put_be64(uint8_t *p, uint64_t v)
+{
+	int i;
+
+	for (i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+/* Reads exactly len bytes; false on the end of the stream or a 5 s silence. */
+static bool
+read_full(int fd, void *buf, size_t len)
+{
+	uint8_t *p = buf;
+	ssize_t n;
+
+	while (len > 0) {
+		if ((n = recv(fd, p, len, 0)) <= 0)
+			return false;
+		p += n;
+		len -= (size_t)n;
+	}
+	return true;
+}
+
+/* Whether moonjaild closes fd within about ms (what it sent before is skipped). */
+static bool
+dropped_within(int fd, unsigned ms)
+{
+	uint8_t buf[4096];
+	uint64_t t0 = now_ms();
+	struct timeval tv = {0, 100000};
+	ssize_t n;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	while (now_ms() - t0 < ms) {
+		n = recv(fd, buf, sizeof(buf), 0);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+			return true;
+	}
+	return false;
+}
+
+static bool
+dropped(int fd)
+{
+	return dropped_within(fd, 5000);
+}
+
+/* One SP message header announcing len bytes (type byte and length). */
+static void
+msg_header(uint8_t hdr[9], uint64_t len)
+{
+	hdr[0] = 1;
+	put_be64(hdr + 1, len);
+}
+
+static void
+assert_serving(const svc *s)
+{
+	assert_int_equal(eval_int(s, "bystander", "return 40 + 2"), 42);
+}
+
+/* Bytes that are not an SP connection at all, and SP headers for the wrong peer: each
+ * connection is dropped. */
+static void
+test_not_sp_is_dropped(void **state)
+{
+	static const char *const extra[] = {"--workers", "1", NULL};
+	static const char http[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+	static const uint8_t zeros[8] = {0};
+	static const uint8_t pub[8] = {0, 'S', 'P', 0, 0, 0x20, 0, 0};   /* PUB, not REQ */
+	static const uint8_t rep[8] = {0, 'S', 'P', 0, 0, 0x31, 0, 0};   /* REP to REP */
+	static const uint8_t magic[8] = {1, 'S', 'P', 0, 0, 0x30, 0, 0}; /* bad magic */
+	static const struct {
+		const void *buf;
+		size_t len;
+	} cases[] = {{http, sizeof(http) - 1},
+	             {zeros, sizeof(zeros)},
+	             {pub, sizeof(pub)},
+	             {rep, sizeof(rep)},
+	             {magic, sizeof(magic)}};
+	size_t i;
+	svc s;
+	int fd;
+
+	(void)state;
+	svc_start(&s, extra);
+	/* The control: a good REQ header and nothing more is a connection kept open. */
+	fd = raw_connect(&s);
+	send_some(fd, req_hello, sizeof(req_hello));
+	assert_false(dropped_within(fd, 1000));
+	close(fd);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		fd = raw_connect(&s);
+		send_some(fd, cases[i].buf, cases[i].len);
+		if (!dropped(fd))
+			fail_msg("case %zu: the connection stayed open", i);
+		close(fd);
+		assert_serving(&s);
+	}
+	assert_int_equal(svc_stop(&s), 0);
+}
+
+/* A good REQ header followed by broken message framing: a bad type byte, a length of 2^63, a
+ * length over the 16 MiB cap plus slack, and a message cut short by the peer's close. */
+static void
+test_bad_framing_is_dropped(void **state)
+{
+	static const char *const extra[] = {"--workers", "1", NULL};
+	uint8_t hdr[9], body[16] = {0x80, 0, 0, 1};
+	uint64_t lens[] = {(uint64_t)1 << 63, ((uint64_t)17 << 20)};
+	svc s;
+	size_t i;
+	int fd;
+
+	(void)state;
+	svc_start(&s, extra);
+	/* A type byte that is not "message". */
+	fd = raw_connect(&s);
+	send_some(fd, req_hello, sizeof(req_hello));
+	msg_header(hdr, sizeof(body));
+	hdr[0] = 7;
+	send_some(fd, hdr, sizeof(hdr));
+	send_some(fd, body, sizeof(body));
+	assert_true(dropped(fd));
+	close(fd);
+	assert_serving(&s);
+	for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		fd = raw_connect(&s);
+		send_some(fd, req_hello, sizeof(req_hello));
+		msg_header(hdr, lens[i]);
+		send_some(fd, hdr, sizeof(hdr));
+		send_some(fd, body, sizeof(body));
+		if (!dropped(fd))
+			fail_msg("a message of %llu bytes: the connection stayed open",
+			         (unsigned long long)lens[i]);
+		close(fd);
+		assert_serving(&s);
+	}
+	/* 100 bytes announced, 16 sent, then the peer's side closed. */
+	fd = raw_connect(&s);
+	send_some(fd, req_hello, sizeof(req_hello));
+	msg_header(hdr, 100);
+	send_some(fd, hdr, sizeof(hdr));
+	send_some(fd, body, sizeof(body));
+	shutdown(fd, SHUT_WR);
+	assert_true(dropped(fd));
+	close(fd);
+	assert_serving(&s);
+	assert_int_equal(svc_stop(&s), 0);
+}
+
+/* Sends one REQ message (request id, then body) on fd and reads the REP answer's body, which
+ * must carry the same request id. Returns the decoded Response. */
+static mj_response *
+raw_call(int fd, uint32_t rid, const void *body, size_t len)
+{
+	uint8_t hello[8], hdr[9], id[4], *buf;
+	ProtobufCMessage *m = NULL;
+	uint64_t n = 0;
+	int i;
+
+	id[0] = (uint8_t)(rid >> 24 | 0x80);
+	id[1] = (uint8_t)(rid >> 16);
+	id[2] = (uint8_t)(rid >> 8);
+	id[3] = (uint8_t)rid;
+	msg_header(hdr, sizeof(id) + len);
+	assert_true(send_some(fd, hdr, sizeof(hdr)));
+	assert_true(send_some(fd, id, sizeof(id)));
+	assert_true(len == 0 || send_some(fd, body, len));
+	assert_true(read_full(fd, hello, sizeof(hello)));
+	assert_memory_equal(hello, rep_hello, sizeof(hello));
+	assert_true(read_full(fd, hdr, sizeof(hdr)));
+	assert_int_equal(hdr[0], 1);
+	for (i = 1; i < 9; i++)
+		n = n << 8 | hdr[i];
+	assert_true(n >= sizeof(id) && n < ((uint64_t)1 << 20));
+	assert_non_null(buf = malloc((size_t)n));
+	assert_true(read_full(fd, buf, (size_t)n));
+	assert_memory_equal(buf, id, sizeof(id));
+	assert_int_equal(mj_proto_unpack(&moonjail__v1__response__descriptor, buf + sizeof(id),
+	                                 (size_t)n - sizeof(id), NULL, &m, NULL, 0),
+	                 MJ_OK);
+	free(buf);
+	return (mj_response *)m;
+}
+
+/* A well-framed SP request whose body is not a Request, and one with no body at all, written
+ * by hand: each is answered bad-request on the same connection, which stays usable. */
+static void
+test_raw_junk_body_is_answered(void **state)
+{
+	static const char *const extra[] = {"--workers", "1", NULL};
+	static const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+	mj_response *r;
+	svc s;
+	int fd;
+
+	(void)state;
+	svc_start(&s, extra);
+	fd = raw_connect(&s);
+	assert_true(send_some(fd, req_hello, sizeof(req_hello)));
+	r = raw_call(fd, 1, junk, sizeof(junk));
+	assert_int_equal(r->status, MOONJAIL__V1__STATUS__STATUS_ERROR);
+	assert_int_equal(r->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_BAD_REQUEST);
+	mj_proto_free(&r->base);
+	close(fd);
+	fd = raw_connect(&s);
+	assert_true(send_some(fd, req_hello, sizeof(req_hello)));
+	r = raw_call(fd, 2, NULL, 0);
+	assert_int_equal(r->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_BAD_REQUEST);
+	mj_proto_free(&r->base);
+	close(fd);
+	assert_serving(&s);
+	assert_int_equal(svc_stop(&s), 0);
+}
+
+/* Many connections that say nothing, and clients that ask for a 4 MiB reply and never read
+ * it: the other callers are served on time meanwhile, and SIGTERM still stops moonjaild
+ * cleanly and promptly. */
+static void
+test_idle_and_unread_connections(void **state)
+{
+	/* The reply (4 MiB) is over the default result limit of 1 MiB. */
+	static const char *const extra[] = {"--workers", "1", "--result-bytes", "8M", NULL};
+	enum { NIDLE = 100, NUNREAD = 4 };
+	Moonjail__V1__Request req = MOONJAIL__V1__REQUEST__INIT;
+	Moonjail__V1__Eval ev = MOONJAIL__V1__EVAL__INIT;
+	static const char src[] = "return string.rep('u', 4 << 20)";
+	int idle[NIDLE], unread[NUNREAD], i;
+	uint8_t hdr[9], id[4] = {0x80, 0, 0, 9}, *buf;
+	uint64_t t0;
+	size_t len;
+	svc s;
+
+	(void)state;
+	svc_start(&s, extra);
+	for (i = 0; i < NIDLE; i++)
+		idle[i] = raw_connect(&s);
+	for (i = 0; i < NIDLE / 2; i++) /* half of them get as far as the SP header */
+		send_some(idle[i], req_hello, sizeof(req_hello));
+	req.version = MJ_PROTO_VERSION;
+	req.id = 9;
+	req.tenant = "hoarder";
+	req.op_case = MOONJAIL__V1__REQUEST__OP_EVAL;
+	ev.source.data = (uint8_t *)src;
+	ev.source.len = strlen(src);
+	req.eval = &ev;
+	assert_int_equal(mj_proto_pack(&req.base, &buf, &len), MJ_OK);
+	for (i = 0; i < NUNREAD; i++) {
+		int sz = 4096;
+
+		unread[i] = raw_connect(&s);
+		setsockopt(unread[i], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+		msg_header(hdr, sizeof(id) + len);
+		assert_true(send_some(unread[i], req_hello, sizeof(req_hello)));
+		assert_true(send_some(unread[i], hdr, sizeof(hdr)));
+		assert_true(send_some(unread[i], id, sizeof(id)));
+		assert_true(send_some(unread[i], buf, len));
+	}
+	mj_free(buf);
+	/* Give the hoarders' calls time to run and their replies to stall. */
+	sleep_ms(300);
+	for (i = 0; i < 20; i++) {
+		t0 = now_ms();
+		assert_serving(&s);
+		if (now_ms() - t0 > 3000)
+			fail_msg("call %d took %llu ms beside idle and unread connections", i,
+			         (unsigned long long)(now_ms() - t0));
+	}
+	for (i = 0; i < NIDLE; i++)
+		close(idle[i]);
+	assert_serving(&s);
+	/* Nor do replies nobody reads hold up a shutdown. */
+	t0 = now_ms();
+	assert_int_equal(svc_stop(&s), 0);
+	if (now_ms() - t0 > 5000)
+		fail_msg("SIGTERM took %llu ms with unread replies",
+		         (unsigned long long)(now_ms() - t0));
+	for (i = 0; i < NUNREAD; i++)
+		close(unread[i]);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_not_sp_is_dropped),
+	    cmocka_unit_test(test_bad_framing_is_dropped),
+	    cmocka_unit_test(test_raw_junk_body_is_answered),
+	    cmocka_unit_test(test_idle_and_unread_connections),
+	};
+
+	return SVC_RUN_TESTS(tests);
+}
+
+#else
+
+int
+main(void)
+{
+	/* Built before the service programs exist: nothing to run yet. */
+	fprintf(stderr, "moonjaild or moonjail-worker is not built\n");
+	return 1;
+}
+
+#endif

@@ -1,4 +1,5 @@
 /* Client calls: receive, check, route to the tenant's worker, and answer exactly once. */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -580,6 +581,34 @@ sv_router_worker_started(int index, pid_t pid)
 	}
 }
 
+/* Logs where listener l listens: for tcp, the address it bound, so that a port of 0 (any free
+ * one) shows the port it got. */
+static void
+log_listening(nng_listener l, const char *url)
+{
+	char host[INET6_ADDRSTRLEN], bound[128];
+	nng_sockaddr sa;
+
+	if (strncmp(url, "tcp", 3) != 0 || nng_listener_get_addr(l, NNG_OPT_LOCADDR, &sa) != 0) {
+		sv_log("listening", "url=%s", url);
+		return;
+	}
+	if (sa.s_family == NNG_AF_INET &&
+	    inet_ntop(AF_INET, &sa.s_in.sa_addr, host, sizeof(host)) != NULL)
+		snprintf(bound, sizeof(bound), "tcp://%s:%u", host,
+		         (unsigned)ntohs(sa.s_in.sa_port));
+	else if (sa.s_family == NNG_AF_INET6 &&
+	         inet_ntop(AF_INET6, sa.s_in6.sa_addr, host, sizeof(host)) != NULL)
+		snprintf(bound, sizeof(bound), "tcp://[%s]:%u", host,
+		         (unsigned)ntohs(sa.s_in6.sa_port));
+	else
+		snprintf(bound, sizeof(bound), "%s", url);
+	if (strcmp(bound, url) == 0)
+		sv_log("listening", "url=%s", url);
+	else
+		sv_log("listening", "url=%s requested=%s", bound, url);
+}
+
 int
 sv_router_start(void)
 {
@@ -608,7 +637,7 @@ sv_router_start(void)
 			sv_log("error", "what=\"chown socket\" url=%s group=%s", url, sv.cfg.group);
 			return NNG_EPERM;
 		}
-		sv_log("listening", "url=%s", url);
+		log_listening(listeners[i], url);
 	}
 	if ((sv.calls = calloc((size_t)sv.cfg.ncalls, sizeof(sv_call))) == NULL)
 		return NNG_ENOMEM;

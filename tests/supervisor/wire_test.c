@@ -1,8 +1,10 @@
-/* Raw bytes on the client socket, below nng: what a peer that does not speak the SP protocol,
- * or speaks it badly, can send. moonjaild drops such a connection or answers bad-request,
- * never crashes, and serves everyone else throughout. */
+/* Raw bytes on the client sockets (ipc, and a loopback tcp listener), below nng: what a peer that
+ * does not speak the SP protocol, or speaks it badly, can send. moonjaild drops such a connection
+ * or answers bad-request, never crashes, and serves everyone else throughout. */
 #include <stdbool.h>
 #include <stdio.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -320,6 +322,103 @@ test_idle_and_unread_connections(void **state)
 		close(unread[i]);
 }
 
+/* The port a tcp listener with port 0 got, from moonjaild's listening event. */
+static unsigned
+bound_port(const svc *s)
+{
+	static const char key[] = "event=listening url=tcp://127.0.0.1:";
+	char line[512];
+	unsigned port = 0;
+	const char *p;
+	FILE *f = fopen(s->log, "r");
+
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f) != NULL)
+		if ((p = strstr(line, key)) != NULL && strstr(line, "requested=tcp://127.0.0.1:0"))
+			port = (unsigned)atoi(p + sizeof(key) - 1);
+	fclose(f);
+	return port;
+}
+
+static int
+tcp_connect(unsigned port)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	struct timeval tv = {5, 0};
+	int fd;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_true((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+/* The same on a loopback tcp listener with port 0: the log names the port it got, nng callers
+ * are served there, bytes that are not SP and a length of 2^63 (tcp frames carry only the
+ * length, no type byte) are dropped, and a junk body is answered bad-request. */
+static void
+test_tcp_listener(void **state)
+{
+	static const char *const extra[] = {"--workers", "1", "--listen", "tcp://127.0.0.1:0",
+	                                    NULL};
+	static const char http[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+	static const uint8_t junk[] = {0x80, 0, 0, 3, 0xff, 0xff, 0xff};
+	uint8_t len[8], hello[8], *buf;
+	ProtobufCMessage *m = NULL;
+	char url[64];
+	uint64_t n = 0;
+	unsigned port;
+	mj_response *r;
+	svc s;
+	int fd, i;
+
+	(void)state;
+	svc_start(&s, extra);
+	assert_true((port = bound_port(&s)) > 0);
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%u", port);
+	assert_int_equal(
+	    call_op(url, "tcp", NULL, MOONJAIL__V1__REQUEST__OP_EVAL, "return 6 * 7", &r, 10000),
+	    0);
+	assert_int_equal(r->values[0]->integer, 42);
+	mj_proto_free(&r->base);
+	fd = tcp_connect(port);
+	send_some(fd, http, sizeof(http) - 1);
+	assert_true(dropped(fd));
+	close(fd);
+	fd = tcp_connect(port);
+	send_some(fd, req_hello, sizeof(req_hello));
+	put_be64(len, (uint64_t)1 << 63);
+	send_some(fd, len, sizeof(len));
+	assert_true(dropped(fd));
+	close(fd);
+	fd = tcp_connect(port);
+	assert_true(send_some(fd, req_hello, sizeof(req_hello)));
+	put_be64(len, sizeof(junk));
+	assert_true(send_some(fd, len, sizeof(len)));
+	assert_true(send_some(fd, junk, sizeof(junk)));
+	assert_true(read_full(fd, hello, sizeof(hello)));
+	assert_memory_equal(hello, rep_hello, sizeof(hello));
+	assert_true(read_full(fd, len, sizeof(len)));
+	for (i = 0; i < 8; i++)
+		n = n << 8 | len[i];
+	assert_true(n > 4 && n < 4096);
+	assert_non_null(buf = malloc((size_t)n));
+	assert_true(read_full(fd, buf, (size_t)n));
+	assert_memory_equal(buf, junk, 4); /* the request id */
+	assert_int_equal(mj_proto_unpack(&moonjail__v1__response__descriptor, buf + 4,
+	                                 (size_t)n - 4, NULL, &m, NULL, 0),
+	                 MJ_OK);
+	free(buf);
+	r = (mj_response *)m;
+	assert_int_equal(r->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_BAD_REQUEST);
+	mj_proto_free(&r->base);
+	close(fd);
+	assert_serving(&s);
+	assert_int_equal(svc_stop(&s), 0);
+}
+
 int
 main(void)
 {
@@ -328,6 +427,7 @@ main(void)
 	    cmocka_unit_test(test_bad_framing_is_dropped),
 	    cmocka_unit_test(test_raw_junk_body_is_answered),
 	    cmocka_unit_test(test_idle_and_unread_connections),
+	    cmocka_unit_test(test_tcp_listener),
 	};
 
 	return SVC_RUN_TESTS(tests);

@@ -338,6 +338,14 @@ sv_policies_count(const sv_policies *p)
 	return p != NULL ? p->n : 0;
 }
 
+void
+sv_policies_defaults(mj_limits *out)
+{
+	pthread_rwlock_rdlock(&current_lock);
+	*out = current->defaults.l;
+	pthread_rwlock_unlock(&current_lock);
+}
+
 size_t
 sv_policy_for(const char *tenant, mj_tenant_policy *out, uint8_t wire[SV_POLICY_WIRE_MAX])
 {

@@ -437,6 +437,31 @@ main(int argc, char **argv)
 		        sv.cfg.worker_bin, strerror(errno));
 		return 2;
 	}
+	/* Listeners are checked before anything is made on disk: a refusal leaves nothing. */
+	if (sv.cfg.nlisten == 0) {
+		snprintf(defurl, sizeof(defurl), "ipc://%s/moonjail.sock", sv.cfg.runtime_dir);
+		sv.cfg.listen[sv.cfg.nlisten++] = defurl;
+	}
+	for (i = 0; i < sv.cfg.nlisten; i++) {
+		const char *u = sv.cfg.listen[i];
+		/* nng also has ws://, wss://, tls+tcp:// and others; none is set up here. */
+		if (strncmp(u, "ipc://", 6) != 0 && strncmp(u, "tcp://", 6) != 0 &&
+		    strncmp(u, "tcp4://", 7) != 0 && strncmp(u, "tcp6://", 7) != 0) {
+			fprintf(stderr,
+			        "moonjaild: refusing %s: listeners are ipc:// or tcp:// (tcp4://, "
+			        "tcp6://)\n",
+			        u);
+			return 2;
+		}
+		if (strncmp(u, "tcp", 3) == 0 && !tcp_loopback(u) && !sv.cfg.insecure_tcp) {
+			fprintf(stderr,
+			        "moonjaild: refusing plain %s: not a loopback address and the "
+			        "transport "
+			        "has no authentication (pass --insecure-tcp to allow it)\n",
+			        u);
+			return 2;
+		}
+	}
 	/* Signals are taken synchronously by the main thread; every thread nng starts
 	 * inherits this mask, so it must be set before the first nng call. */
 	sigemptyset(&set);
@@ -466,43 +491,28 @@ main(int argc, char **argv)
 	snprintf(sv.chroot_dir, sizeof(sv.chroot_dir), "%s/root", sv.worker_dir);
 	if (make_dir(sv.worker_dir, 0700) != 0 || make_dir(sv.chroot_dir, 0555) != 0) {
 		fprintf(stderr, "moonjaild: %s: %s\n", sv.worker_dir, strerror(errno));
+		cleanup_dirs();
 		return 2;
 	}
 	if (resolve_worker_user() != 0) {
 		cleanup_dirs();
 		return 2;
 	}
-	if (sv.cfg.nlisten == 0) {
-		snprintf(defurl, sizeof(defurl), "ipc://%s/moonjail.sock", sv.cfg.runtime_dir);
-		sv.cfg.listen[sv.cfg.nlisten++] = defurl;
+	for (i = 0; i < sv.cfg.nlisten; i++)
+		remove_stale_socket(sv.cfg.listen[i]);
+	{
+		/* The limits in force: the config file's [defaults] under the flags. */
+		mj_limits d;
+
+		sv_policies_defaults(&d);
+		sv_log("start",
+		       "workers=%d executors=%d io_threads=%d memory_limit=%zu "
+		       "instruction_limit=%llu timeout_ms=%u output_limit=%zu source_limit=%zu "
+		       "runtime_dir=%s",
+		       sv.cfg.nworkers, sv.cfg.executors, (sv.cfg.io_threads + 1) / 2 * 2, d.memory,
+		       (unsigned long long)d.instructions, d.timeout_ms, d.output, d.source,
+		       sv.cfg.runtime_dir);
 	}
-	for (i = 0; i < sv.cfg.nlisten; i++) {
-		const char *u = sv.cfg.listen[i];
-		/* nng also has ws://, wss://, tls+tcp:// and others; none is set up here. */
-		if (strncmp(u, "ipc://", 6) != 0 && strncmp(u, "tcp://", 6) != 0 &&
-		    strncmp(u, "tcp4://", 7) != 0 && strncmp(u, "tcp6://", 7) != 0) {
-			fprintf(stderr,
-			        "moonjaild: refusing %s: listeners are ipc:// or tcp:// (tcp4://, "
-			        "tcp6://)\n",
-			        u);
-			return 2;
-		}
-		if (strncmp(u, "tcp", 3) == 0 && !tcp_loopback(u) && !sv.cfg.insecure_tcp) {
-			fprintf(stderr,
-			        "moonjaild: refusing plain %s: not a loopback address and the "
-			        "transport "
-			        "has no authentication (pass --insecure-tcp to allow it)\n",
-			        u);
-			return 2;
-		}
-		remove_stale_socket(u);
-	}
-	sv_log("start",
-	       "workers=%d executors=%d io_threads=%d memory_limit=%zu instruction_limit=%llu "
-	       "timeout_ms=%u runtime_dir=%s",
-	       sv.cfg.nworkers, sv.cfg.executors, (sv.cfg.io_threads + 1) / 2 * 2,
-	       sv.cfg.defaults.memory, (unsigned long long)sv.cfg.defaults.instructions,
-	       sv.cfg.defaults.timeout_ms, sv.cfg.runtime_dir);
 	drop_own_privileges();
 	/* Again without the capabilities just dropped (root reads past file modes only with
 	 * CAP_DAC_OVERRIDE): otherwise every worker start would fail at exec. */

@@ -236,6 +236,8 @@ sv_policies *sv_policies_load(const char *path, char *why, size_t whylen);
 void sv_policies_install(sv_policies *p); /* takes ownership; frees the previous set */
 void sv_policies_free(sv_policies *p);
 size_t sv_policies_count(const sv_policies *p);
+/* The [defaults] limits of the installed policies, flags applied. */
+void sv_policies_defaults(mj_limits *out);
 /* A per-engine limit flag of the command line (--memory-limit, --source-limit, ...): sets it
  * in *l and its bit in *set. 1 when flag is one and value is good, -1 when the value is bad
  * (why tells), 0 when flag is not a limit flag. */

@@ -751,18 +751,24 @@ test_socket_permissions(void **state)
 	assert_int_equal(svc_stop(&s), 0);
 }
 
-/* Runs moonjaild with one option and value, which it must refuse as a usage error (exit 2). */
+/* Runs moonjaild with one option and value, which it must refuse as a usage error (exit 2),
+ * leaving nothing on disk: not even its runtime directory. */
 static void
 refused_as_usage(const char *option, const char *value)
 {
-	const char *argv[] = {MOONJAILD_BIN, option, value, NULL};
+	char dir[64];
+	const char *argv[] = {MOONJAILD_BIN, "--runtime-dir", dir, option, value, NULL};
 	int status;
 	pid_t pid;
 
+	snprintf(dir, sizeof(dir), "/tmp/mj-refused-%d", (int)getpid());
+	rmdir(dir);
 	assert_int_equal(posix_spawn(&pid, MOONJAILD_BIN, NULL, NULL, (char **)argv, environ), 0);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 2)
 		fail_msg("%s '%s': want exit 2, got status %d", option, value, status);
+	if (access(dir, F_OK) == 0)
+		fail_msg("%s '%s': refused, but %s was made", option, value, dir);
 }
 
 static void

@@ -861,8 +861,8 @@ slow_call(void *p)
 /* Messages of megabytes. A request frame far bigger than a worker's socket buffer waits in
  * moonjaild's queue and goes out whole, in order, as the worker reads, while calls of other
  * tenants on that worker go on; replies of megabytes come back whole, and one too big for a
- * message is an output error. Past 16 MiB a request is answered bad-request; past the 64 KiB of
- * slack nng drops the connection. The service serves on. A 64-deep result, the deepest
+ * message is an output error. Past 16 MiB a request is answered bad-request. The service
+ * serves on. A 64-deep result, the deepest
  * --result-depth allows, passes moonjaild's check of the reply. */
 static void
 test_large_messages(void **state)
@@ -933,15 +933,13 @@ test_large_messages(void **state)
 	mj_proto_free(&r->base);
 	/* Over 16 MiB, within the slack: answered. */
 	buf = big_request(((size_t)16 << 20) + 1000, &len);
-	assert_int_equal(call_raw(s.url, buf, len, &r, 20000), 0);
+	assert_int_equal(call_raw(s.url, buf, len, &r, 60000), 0);
 	mj_free(buf);
 	assert_int_equal(r->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_BAD_REQUEST);
 	assert_non_null(strstr(r->error->message, "too large"));
 	mj_proto_free(&r->base);
-	/* Past the slack: the connection is dropped, never answered. */
-	buf = big_request(((size_t)16 << 20) + (200u << 10), &len);
-	assert_int_not_equal(call_raw(s.url, buf, len, &r, 3000), 0);
-	mj_free(buf);
+	/* Past the slack nng drops the connection: wire_test.c sends that below nng, since
+	 * nng_close on this side can hang after a dropped 16 MiB send (seen with nng 1.5.2). */
 	/* As deep as allowed, with a value in the deepest table (the deepest message on the
 	 * wire): the reply passes, and no worker is replaced. */
 	snprintf(deep, sizeof(deep),

@@ -1,5 +1,4 @@
 /* Client calls: receive, check, route to the tenant's worker, and answer exactly once. */
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,9 +52,6 @@ typedef struct lane {
 
 #define NLANES 1024
 static lane *lanes[NLANES];
-
-static nng_listener listeners[SV_MAX_LISTEN];
-static int nlisteners;
 
 bool
 sv_tenant_name_ok(const char *s)
@@ -581,34 +577,6 @@ sv_router_worker_started(int index, pid_t pid)
 	}
 }
 
-/* Logs where listener l listens: for tcp, the address it bound, so that a port of 0 (any free
- * one) shows the port it got. */
-static void
-log_listening(nng_listener l, const char *url)
-{
-	char host[INET6_ADDRSTRLEN], bound[128];
-	nng_sockaddr sa;
-
-	if (strncmp(url, "tcp", 3) != 0 || nng_listener_get_addr(l, NNG_OPT_LOCADDR, &sa) != 0) {
-		sv_log("listening", "url=%s", url);
-		return;
-	}
-	if (sa.s_family == NNG_AF_INET &&
-	    inet_ntop(AF_INET, &sa.s_in.sa_addr, host, sizeof(host)) != NULL)
-		snprintf(bound, sizeof(bound), "tcp://%s:%u", host,
-		         (unsigned)ntohs(sa.s_in.sa_port));
-	else if (sa.s_family == NNG_AF_INET6 &&
-	         inet_ntop(AF_INET6, sa.s_in6.sa_addr, host, sizeof(host)) != NULL)
-		snprintf(bound, sizeof(bound), "tcp://[%s]:%u", host,
-		         (unsigned)ntohs(sa.s_in6.sa_port));
-	else
-		snprintf(bound, sizeof(bound), "%s", url);
-	if (strcmp(bound, url) == 0)
-		sv_log("listening", "url=%s", url);
-	else
-		sv_log("listening", "url=%s requested=%s", bound, url);
-}
-
 int
 sv_router_start(void)
 {
@@ -617,28 +585,8 @@ sv_router_start(void)
 	if ((rv = nng_rep0_open(&sv.front)) != 0)
 		return rv;
 	nng_socket_set_size(sv.front, NNG_OPT_RECVMAXSZ, SV_MAX_MESSAGE);
-	for (i = 0; i < sv.cfg.nlisten; i++) {
-		const char *url = sv.cfg.listen[i];
-		if ((rv = nng_listener_create(&listeners[i], sv.front, url)) != 0) {
-			sv_log("error", "what=\"listen\" url=%s err=\"%s\"", url, nng_strerror(rv));
-			return rv;
-		}
-		if (strncmp(url, "ipc://", 6) == 0)
-			nng_listener_set_int(listeners[i], NNG_OPT_IPC_PERMISSIONS,
-			                     sv.cfg.group != NULL ? 0660 : 0600);
-		if ((rv = nng_listener_start(listeners[i], 0)) != 0) {
-			sv_log("error", "what=\"listen\" url=%s err=\"%s\"", url, nng_strerror(rv));
-			return rv;
-		}
-		nlisteners++;
-		/* Admitting a group: the socket file joins it (the directory did at start). */
-		if (sv.cfg.group != NULL && strncmp(url, "ipc://", 6) == 0 &&
-		    chown(url + 6, (uid_t)-1, sv.cfg.gid) != 0) {
-			sv_log("error", "what=\"chown socket\" url=%s group=%s", url, sv.cfg.group);
-			return NNG_EPERM;
-		}
-		log_listening(listeners[i], url);
-	}
+	if ((rv = sv_listeners_start()) != 0)
+		return rv;
 	if ((sv.calls = calloc((size_t)sv.cfg.ncalls, sizeof(sv_call))) == NULL)
 		return NNG_ENOMEM;
 	for (i = 0; i < sv.cfg.ncalls; i++) {
@@ -658,8 +606,7 @@ sv_router_stop(void)
 {
 	int i;
 
-	for (i = 0; i < nlisteners; i++)
-		nng_listener_close(listeners[i]);
+	sv_listeners_stop();
 	if (sv.calls != NULL) {
 		for (i = 0; i < sv.cfg.ncalls; i++) {
 			nng_aio_stop(sv.calls[i].caio);

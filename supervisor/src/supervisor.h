@@ -190,6 +190,12 @@ void sv_link_send(sv_link *l, sv_out *frame);
 /* Makes the link thread look at the links again (one was added, moved or retired). */
 void sv_links_wake(void);
 
+/* Client listeners (listen.c), on sv.front: opens every --listen URL and starts the watch
+ * that restarts a listener nng has stopped serving; 0 or an nng error. */
+int sv_listeners_start(void);
+/* Stops the watch and closes every listener. */
+void sv_listeners_stop(void);
+
 /* Routing of client calls. */
 int sv_router_start(void);
 void sv_router_stop(void);

@@ -1,0 +1,216 @@
+/* The client listeners, and the watch that restarts one nng 1.5.2 has stopped serving. */
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <nng/transport/ipc/ipc.h>
+
+#include "supervisor.h"
+
+/* nng 1.5.2 has a listener bug (nng issue 1518, fixed upstream in pull request 1519, not in
+ * Debian 12): a peer that connects and closes before the SP handshake ends makes the
+ * listener's accept loop stop. The transport still accepts connections and answers the
+ * handshake, but no pipe reaches the socket, so every later client waits forever. One
+ * `connect` and `close`, such as a TCP health check, is enough. nng has no call to restart the
+ * loop, so a watch thread probes each listener: it dials it with its own REQ socket, without
+ * sending anything, and waits for the pipe to reach moonjaild's socket. A listener that gets
+ * no pipe in PROBE_WAIT_MS, from the probe or from anyone else, twice running, is closed and
+ * opened again. Closing a listener also closes the connections it accepted: their calls in
+ * flight are answered into the void, which the clients see as a dropped connection. */
+#define PROBE_EVERY_MS 1000
+#define PROBE_WAIT_MS 1000
+#define PROBE_STRIKES 2
+
+static nng_listener listeners[SV_MAX_LISTEN];
+static char bound[SV_MAX_LISTEN][160];   /* the URL to probe: tcp's with the port it got */
+static atomic_int ids[SV_MAX_LISTEN];    /* nng_listener_id of each, for the pipe callback */
+static atomic_uint pipes[SV_MAX_LISTEN]; /* pipes each has added */
+static int nlisteners;
+
+static pthread_t watcher;
+static bool watching;
+static pthread_mutex_t watch_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t watch_cv = PTHREAD_COND_INITIALIZER;
+static bool watch_quit; /* under watch_mu */
+
+static void
+pipe_added(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	int id = nng_listener_id(nng_pipe_listener(p)), i;
+
+	(void)ev;
+	(void)arg;
+	for (i = 0; i < SV_MAX_LISTEN; i++)
+		if (id > 0 && atomic_load(&ids[i]) == id)
+			atomic_fetch_add(&pipes[i], 1);
+}
+
+/* The address listener i listens on, in bound[i]: for tcp the one it bound, so that port 0
+ * (any free one) shows the port it got. */
+static void
+find_bound(int i, const char *url)
+{
+	char host[INET6_ADDRSTRLEN];
+	nng_sockaddr sa;
+
+	snprintf(bound[i], sizeof(bound[i]), "%s", url);
+	if (strncmp(url, "tcp", 3) != 0 ||
+	    nng_listener_get_addr(listeners[i], NNG_OPT_LOCADDR, &sa) != 0)
+		return;
+	if (sa.s_family == NNG_AF_INET &&
+	    inet_ntop(AF_INET, &sa.s_in.sa_addr, host, sizeof(host)) != NULL)
+		snprintf(bound[i], sizeof(bound[i]), "tcp://%s:%u", host,
+		         (unsigned)ntohs(sa.s_in.sa_port));
+	else if (sa.s_family == NNG_AF_INET6 &&
+	         inet_ntop(AF_INET6, sa.s_in6.sa_addr, host, sizeof(host)) != NULL)
+		snprintf(bound[i], sizeof(bound[i]), "tcp://[%s]:%u", host,
+		         (unsigned)ntohs(sa.s_in6.sa_port));
+}
+
+/* Opens listener i on its configured URL and logs it; event names the log event. */
+static int
+open_listener(int i, const char *event)
+{
+	const char *url = sv.cfg.listen[i];
+	int rv;
+
+	if ((rv = nng_listener_create(&listeners[i], sv.front, url)) != 0) {
+		sv_log("error", "what=\"listen\" url=%s err=\"%s\"", url, nng_strerror(rv));
+		return rv;
+	}
+	if (strncmp(url, "ipc://", 6) == 0)
+		nng_listener_set_int(listeners[i], NNG_OPT_IPC_PERMISSIONS,
+		                     sv.cfg.group != NULL ? 0660 : 0600);
+	if ((rv = nng_listener_start(listeners[i], 0)) != 0) {
+		sv_log("error", "what=\"listen\" url=%s err=\"%s\"", url, nng_strerror(rv));
+		nng_listener_close(listeners[i]);
+		return rv;
+	}
+	atomic_store(&ids[i], nng_listener_id(listeners[i]));
+	/* Admitting a group: the socket file joins it (the directory did at start). */
+	if (sv.cfg.group != NULL && strncmp(url, "ipc://", 6) == 0 &&
+	    chown(url + 6, (uid_t)-1, sv.cfg.gid) != 0) {
+		sv_log("error", "what=\"chown socket\" url=%s group=%s", url, sv.cfg.group);
+		return NNG_EPERM;
+	}
+	find_bound(i, url);
+	if (strcmp(bound[i], url) == 0)
+		sv_log(event, "url=%s", url);
+	else
+		sv_log(event, "url=%s requested=%s", bound[i], url);
+	return 0;
+}
+
+/* Whether a pipe reached the socket through listener i within PROBE_WAIT_MS of a dial. A probe
+ * that got no pipe is closed only at the next one: closed while its handshake may still be
+ * under way, it could itself set off the bug it looks for. */
+static bool
+probe(int i)
+{
+	static nng_socket lingering[SV_MAX_LISTEN];
+	static bool lingers[SV_MAX_LISTEN];
+	unsigned before = atomic_load(&pipes[i]);
+	struct timespec tick = {0, 10 * 1000 * 1000};
+	nng_socket s;
+	bool ok = false;
+	int t;
+
+	if (lingers[i]) {
+		nng_close(lingering[i]);
+		lingers[i] = false;
+	}
+	if (nng_req0_open(&s) != 0)
+		return true; /* cannot probe: no verdict */
+	if (nng_dial(s, bound[i], NULL, NNG_FLAG_NONBLOCK) == 0) {
+		for (t = 0; t < PROBE_WAIT_MS / 10 && !ok; t++) {
+			nanosleep(&tick, NULL);
+			ok = atomic_load(&pipes[i]) != before;
+		}
+	} else {
+		ok = true; /* no verdict on a dial that did not start */
+	}
+	if (ok) {
+		nng_close(s);
+	} else {
+		lingering[i] = s;
+		lingers[i] = true;
+	}
+	return ok;
+}
+
+static void *
+watch(void *arg)
+{
+	int strikes[SV_MAX_LISTEN] = {0}, i;
+	struct timespec until;
+	bool quit;
+
+	(void)arg;
+	for (;;) {
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += PROBE_EVERY_MS / 1000;
+		pthread_mutex_lock(&watch_mu);
+		while (!watch_quit && pthread_cond_timedwait(&watch_cv, &watch_mu, &until) == 0)
+			;
+		quit = watch_quit;
+		pthread_mutex_unlock(&watch_mu);
+		if (quit)
+			break;
+		for (i = 0; i < nlisteners && !atomic_load(&sv.draining); i++) {
+			strikes[i] = probe(i) ? 0 : strikes[i] + 1;
+			if (strikes[i] < PROBE_STRIKES)
+				continue;
+			strikes[i] = 0;
+			sv_log("warning", "what=\"listener stalled\" url=%s action=restart",
+			       bound[i]);
+			atomic_store(&ids[i], 0);
+			nng_listener_close(listeners[i]);
+			if (open_listener(i, "listener-restarted") != 0)
+				sv_log("error", "what=\"listener restart\" url=%s",
+				       sv.cfg.listen[i]);
+		}
+	}
+	return NULL;
+}
+
+int
+sv_listeners_start(void)
+{
+	int i, rv;
+
+	nng_pipe_notify(sv.front, NNG_PIPE_EV_ADD_POST, pipe_added, NULL);
+	for (i = 0; i < sv.cfg.nlisten; i++) {
+		if ((rv = open_listener(i, "listening")) != 0)
+			return rv;
+		nlisteners++;
+	}
+	if (pthread_create(&watcher, NULL, watch, NULL) != 0)
+		sv_log("warning", "what=\"listener watch\" err=\"cannot start\"");
+	else
+		watching = true;
+	return 0;
+}
+
+void
+sv_listeners_stop(void)
+{
+	int i;
+
+	if (watching) {
+		pthread_mutex_lock(&watch_mu);
+		watch_quit = true;
+		pthread_cond_signal(&watch_cv);
+		pthread_mutex_unlock(&watch_mu);
+		pthread_join(watcher, NULL);
+		watching = false;
+	}
+	for (i = 0; i < nlisteners; i++)
+		nng_listener_close(listeners[i]);
+	nlisteners = 0;
+}

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -123,27 +124,47 @@ make_dir(const char *path, mode_t mode)
 	return chmod(path, mode);
 }
 
-/* Removes a socket file left by a dead server; a live one is kept (nng then fails cleanly). */
-static void
+/* Removes a socket file left by a dead server; false when a live server listens there. The
+ * live one is spoken to as a REQ peer through the SP handshake before the hang-up: a hang-up
+ * inside the handshake stalls nng 1.5.2's listener (see listen.c). nng's own listener would
+ * probe a live path with a bare connect and close, so moonjaild must not try to listen there. */
+static bool
 remove_stale_socket(const char *url)
 {
+	static const unsigned char hello[8] = {0, 'S', 'P', 0, 0, 0x30, 0, 0};
+	struct timeval tv = {1, 0};
 	struct sockaddr_un sa;
+	unsigned char reply[8];
 	const char *path;
+	size_t got = 0;
+	bool live = false;
+	ssize_t n;
 	int fd;
 
 	if (strncmp(url, "ipc://", 6) != 0)
-		return;
+		return true;
 	path = url + 6;
 	if (strlen(path) >= sizeof(sa.sun_path) || access(path, F_OK) != 0)
-		return;
+		return true;
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;
 	strcpy(sa.sun_path, path);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0)
-		return;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 && errno == ECONNREFUSED)
-		unlink(path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return true;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		if (errno == ECONNREFUSED)
+			unlink(path);
+	} else {
+		live = true;
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		if (send(fd, hello, sizeof(hello), MSG_NOSIGNAL) == (ssize_t)sizeof(hello))
+			while (got < sizeof(reply) &&
+			       (n = recv(fd, reply + got, sizeof(reply) - got, 0)) > 0)
+				got += (size_t)n;
+	}
 	close(fd);
+	return !live;
 }
 
 static const char *
@@ -498,8 +519,14 @@ main(int argc, char **argv)
 		cleanup_dirs();
 		return 2;
 	}
-	for (i = 0; i < sv.cfg.nlisten; i++)
-		remove_stale_socket(sv.cfg.listen[i]);
+	for (i = 0; i < sv.cfg.nlisten; i++) {
+		if (!remove_stale_socket(sv.cfg.listen[i])) {
+			fprintf(stderr, "moonjaild: a server already listens on %s\n",
+			        sv.cfg.listen[i]);
+			cleanup_dirs();
+			return 2;
+		}
+	}
 	{
 		/* The limits in force: the config file's [defaults] under the flags. */
 		mj_limits d;

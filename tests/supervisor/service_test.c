@@ -771,6 +771,40 @@ refused_as_usage(const char *option, const char *value)
 		fail_msg("%s '%s': refused, but %s was made", option, value, dir);
 }
 
+/* A second moonjaild on a live server's socket exits 2 and leaves that server serving at once:
+ * it finishes the SP handshake before it hangs up and never lets nng probe the path with a
+ * bare connect, which would stall the first server's listener (nng issue 1518). */
+static void
+test_second_server_on_a_live_socket(void **state)
+{
+	static const char *const extra[] = {"--workers", "1", NULL};
+	char dir[64];
+	const char *argv[] = {MOONJAILD_BIN, "--runtime-dir", dir, "--listen",
+	                      NULL,          "--workers",     "1", NULL};
+	mj_response *r = NULL;
+	int status, i;
+	pid_t pid;
+	svc s;
+
+	(void)state;
+	svc_start(&s, extra);
+	snprintf(dir, sizeof(dir), "/tmp/mj-second-%d", (int)getpid());
+	argv[4] = s.url;
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(
+		    posix_spawn(&pid, MOONJAILD_BIN, NULL, NULL, (char **)argv, environ), 0);
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+		/* A fresh connection, answered well before a listener restart could help. */
+		assert_int_equal(
+		    call_op(s.url, "first", NULL, MOONJAIL__V1__REQUEST__OP_PING, NULL, &r, 1500),
+		    0);
+		mj_proto_free(&r->base);
+	}
+	rmdir(dir);
+	assert_int_equal(svc_stop(&s), 0);
+}
+
 static void
 test_refuses_open_tcp(void **state)
 {
@@ -1057,6 +1091,7 @@ main(void)
 	    cmocka_unit_test(test_engine_order),
 	    cmocka_unit_test(test_socket_permissions),
 	    cmocka_unit_test(test_refuses_open_tcp),
+	    cmocka_unit_test(test_second_server_on_a_live_socket),
 	    cmocka_unit_test(test_io_threads),
 	    cmocka_unit_test(test_large_messages),
 	};

@@ -182,14 +182,14 @@ static void
 test_hangup_in_handshake_recovers(void **state)
 {
 	static const char *const extra[] = {"--workers", "1", NULL};
-	const char *restarted[] = {"event=listener-restarted", NULL};
 	int fd, i;
 	svc s;
 
 	(void)state;
 	svc_start_nng_leaks(&s, extra);
-	/* Whether one hang-up stops the loop depends on timing (one that lands before the
-	 * accept does not); twenty in a row stop it every time seen here. */
+	/* Whether a hang-up stops the loop depends on timing (one that lands before the
+	 * accept does not); twenty in a row stopped it in every run seen here but one, under a
+	 * parallel ctest, so whether a restart was needed is not asserted: only the service. */
 	for (i = 0; i < 20; i++) {
 		fd = raw_connect(&s);
 		if (i % 2 == 1)
@@ -199,7 +199,6 @@ test_hangup_in_handshake_recovers(void **state)
 	if (!served_within(&s, 20000))
 		fail_msg("not served within 20 s of twenty hang-ups in the handshake");
 	assert_serving(&s);
-	assert_true(log_count(&s, restarted) >= 1);
 	assert_int_equal(svc_stop(&s), 0);
 }
 

@@ -134,6 +134,7 @@ remove_stale_socket(const char *url)
 	static const unsigned char hello[8] = {0, 'S', 'P', 0, 0, 0x30, 0, 0};
 	struct timeval tv = {1, 0};
 	struct sockaddr_un sa;
+	struct stat st;
 	unsigned char reply[8];
 	const char *path;
 	size_t got = 0;
@@ -144,20 +145,33 @@ remove_stale_socket(const char *url)
 	if (strncmp(url, "ipc://", 6) != 0)
 		return true;
 	path = url + 6;
-	if (strlen(path) >= sizeof(sa.sun_path) || access(path, F_OK) != 0)
+	if (strlen(path) >= sizeof(sa.sun_path) || lstat(path, &st) != 0)
 		return true;
+	if (!S_ISSOCK(st.st_mode)) {
+		/* nng would replace it with its socket. */
+		fprintf(stderr, "moonjaild: %s exists and is not a socket\n", path);
+		return false;
+	}
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;
 	strcpy(sa.sun_path, path);
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
 		return true;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		/* Only a socket nobody listens on is stale: never remove another kind of file,
+		 * and leave anything that answers otherwise (a full backlog, no permission) to
+		 * refuse the start. */
 		if (errno == ECONNREFUSED)
 			unlink(path);
+		else if (errno != ENOENT) {
+			live = true;
+			fprintf(stderr, "moonjaild: cannot check %s: %s\n", path, strerror(errno));
+		}
 	} else {
 		live = true;
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		fprintf(stderr, "moonjaild: a server already listens on %s\n", path);
 		if (send(fd, hello, sizeof(hello), MSG_NOSIGNAL) == (ssize_t)sizeof(hello))
 			while (got < sizeof(reply) &&
 			       (n = recv(fd, reply + got, sizeof(reply) - got, 0)) > 0)
@@ -521,8 +535,7 @@ main(int argc, char **argv)
 	}
 	for (i = 0; i < sv.cfg.nlisten; i++) {
 		if (!remove_stale_socket(sv.cfg.listen[i])) {
-			fprintf(stderr, "moonjaild: a server already listens on %s\n",
-			        sv.cfg.listen[i]);
+			fprintf(stderr, "moonjaild: refusing to listen on %s\n", sv.cfg.listen[i]);
 			cleanup_dirs();
 			return 2;
 		}

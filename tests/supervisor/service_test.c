@@ -801,6 +801,25 @@ test_second_server_on_a_live_socket(void **state)
 		    0);
 		mj_proto_free(&r->base);
 	}
+	/* A path that is not a socket is refused and left as it was (nng would replace it). */
+	{
+		char file[80], url[96], got[8] = {0};
+		FILE *f;
+
+		snprintf(file, sizeof(file), "/tmp/mj-notasock-%d", (int)getpid());
+		write_file(file, "keep");
+		snprintf(url, sizeof(url), "ipc://%s", file);
+		argv[4] = url;
+		assert_int_equal(
+		    posix_spawn(&pid, MOONJAILD_BIN, NULL, NULL, (char **)argv, environ), 0);
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+		assert_non_null(f = fopen(file, "r"));
+		assert_non_null(fgets(got, sizeof(got), f));
+		fclose(f);
+		assert_string_equal(got, "keep");
+		unlink(file);
+	}
 	rmdir(dir);
 	assert_int_equal(svc_stop(&s), 0);
 }

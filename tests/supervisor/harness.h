@@ -130,19 +130,26 @@ call_op(const char *url, const char *tenant, const char *engine, int op, const c
 }
 
 static inline mj_response *
-eval(const svc *s, const char *tenant, const char *src)
+eval_waiting(const svc *s, const char *tenant, const char *src, unsigned timeout_ms)
 {
 	mj_response *r = NULL;
 
 	assert_int_equal(
-	    call_op(s->url, tenant, NULL, MOONJAIL__V1__REQUEST__OP_EVAL, src, &r, 10000), 0);
+	    call_op(s->url, tenant, NULL, MOONJAIL__V1__REQUEST__OP_EVAL, src, &r, timeout_ms), 0);
 	return r;
 }
 
-static inline int64_t
-eval_int(const svc *s, const char *tenant, const char *src)
+/* eval with a 10 s wait. */
+static inline mj_response *
+eval(const svc *s, const char *tenant, const char *src)
 {
-	mj_response *r = eval(s, tenant, src);
+	return eval_waiting(s, tenant, src, 10000);
+}
+
+static inline int64_t
+eval_int_waiting(const svc *s, const char *tenant, const char *src, unsigned timeout_ms)
+{
+	mj_response *r = eval_waiting(s, tenant, src, timeout_ms);
 	int64_t v;
 
 	if (r->status != MOONJAIL__V1__STATUS__STATUS_OK)
@@ -152,6 +159,12 @@ eval_int(const svc *s, const char *tenant, const char *src)
 	v = r->values[0]->integer;
 	mj_proto_free(&r->base);
 	return v;
+}
+
+static inline int64_t
+eval_int(const svc *s, const char *tenant, const char *src)
+{
+	return eval_int_waiting(s, tenant, src, 10000);
 }
 
 static inline void

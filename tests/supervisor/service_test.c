@@ -99,7 +99,8 @@ test_bad_requests(void **state)
 typedef struct load_arg {
 	const svc *s;
 	char tenant[32];
-	const char *src; /* NULL: a 0.3 s busy loop */
+	const char *src;     /* NULL: a 0.3 s busy loop */
+	unsigned timeout_ms; /* 0: 15 s */
 	int rv;
 	mj_response *r;
 } load_arg;
@@ -113,7 +114,7 @@ load_call(void *p)
 	                a->src != NULL
 	                    ? a->src
 	                    : "local t = os.clock() while os.clock() - t < 0.3 do end return 1",
-	                &a->r, 15000);
+	                &a->r, a->timeout_ms != 0 ? a->timeout_ms : 15000);
 	return NULL;
 }
 
@@ -144,6 +145,7 @@ test_worker_killed_under_load(void **state)
 		args[i].s = &s;
 		args[i].r = NULL;
 		args[i].src = NULL;
+		args[i].timeout_ms = 0;
 		snprintf(args[i].tenant, sizeof(args[i].tenant), "%s", i % 2 ? bystander : victim);
 		assert_int_equal(pthread_create(&th[i], NULL, load_call, &args[i]), 0);
 	}
@@ -876,47 +878,12 @@ big_request(size_t n, size_t *len)
 	return buf;
 }
 
-/* eval with a wait of a minute, for calls that move megabytes. */
-static mj_response *
-slow_eval(const svc *s, const char *tenant, const char *src)
-{
-	mj_response *r = NULL;
-
-	assert_int_equal(
-	    call_op(s->url, tenant, NULL, MOONJAIL__V1__REQUEST__OP_EVAL, src, &r, 60000), 0);
-	return r;
-}
-
-static int64_t
-slow_eval_int(const svc *s, const char *tenant, const char *src)
-{
-	mj_response *r = slow_eval(s, tenant, src);
-	int64_t v;
-
-	if (r->status != MOONJAIL__V1__STATUS__STATUS_OK || r->n_values != 1 ||
-	    r->values[0]->kind_case != MOONJAIL__V1__VALUE__KIND_INTEGER)
-		fail_msg("%s: not one integer (%s)", src, r->error ? r->error->message : "?");
-	v = r->values[0]->integer;
-	mj_proto_free(&r->base);
-	return v;
-}
-
-static void *
-slow_call(void *p)
-{
-	load_arg *a = p;
-
-	a->rv = call_op(a->s->url, a->tenant, NULL, MOONJAIL__V1__REQUEST__OP_EVAL, a->src, &a->r,
-	                60000);
-	return NULL;
-}
-
 /* Messages of megabytes. A request frame far bigger than a worker's socket buffer waits in
  * moonjaild's queue and goes out whole, in order, as the worker reads, while calls of other
  * tenants on that worker go on; replies of megabytes come back whole, and one too big for a
  * message is an output error. Past 16 MiB a request is answered bad-request. The service
- * serves on. A 64-deep result, the deepest
- * --result-depth allows, passes moonjaild's check of the reply. */
+ * serves on. A 64-deep result, the deepest --result-depth allows, passes moonjaild's check
+ * of the reply. */
 static void
 test_large_messages(void **state)
 {
@@ -951,12 +918,12 @@ test_large_messages(void **state)
 	svc_start(&s, extra);
 	for (i = 0; i < NBIG; i++) {
 		src[i] = big_script((char)('a' + i), big);
-		a[i] = (load_arg){.s = &s, .src = src[i]};
+		a[i] = (load_arg){.s = &s, .src = src[i], .timeout_ms = 60000};
 		snprintf(a[i].tenant, sizeof(a[i].tenant), "big%zu", i);
-		assert_int_equal(pthread_create(&th[i], NULL, slow_call, &a[i]), 0);
+		assert_int_equal(pthread_create(&th[i], NULL, load_call, &a[i]), 0);
 	}
 	for (i = 0; i < 5; i++)
-		assert_int_equal(slow_eval_int(&s, "small", "return 5"), 5);
+		assert_int_equal(eval_int_waiting(&s, "small", "return 5", 60000), 5);
 	for (i = 0; i < NBIG; i++) {
 		pthread_join(th[i], NULL);
 		free(src[i]);
@@ -971,7 +938,7 @@ test_large_messages(void **state)
 		assert_int_equal(r->values[1]->integer, (int64_t)big);
 		mj_proto_free(&r->base);
 	}
-	r = slow_eval(&s, "small", "return string.rep('y', 10 << 20)");
+	r = eval_waiting(&s, "small", "return string.rep('y', 10 << 20)", 60000);
 	assert_int_equal(r->status, MOONJAIL__V1__STATUS__STATUS_OK);
 	assert_int_equal(r->values[0]->string.len, (size_t)10 << 20);
 	for (i = 0; i < r->values[0]->string.len; i++)
@@ -980,7 +947,7 @@ test_large_messages(void **state)
 			         r->values[0]->string.data[i]);
 	mj_proto_free(&r->base);
 	/* A result the limits allow but one message cannot carry. */
-	r = slow_eval(&s, "small", "return string.rep('y', 17 << 20)");
+	r = eval_waiting(&s, "small", "return string.rep('y', 17 << 20)", 60000);
 	assert_int_equal(r->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_OUTPUT);
 	assert_non_null(strstr(r->error->message, "message limit"));
 	mj_proto_free(&r->base);
@@ -998,18 +965,18 @@ test_large_messages(void **state)
 	snprintf(deep, sizeof(deep),
 	         "local t = {} local c = t for i = 1, %d do c.k = {} c = c.k end c.v = 1 return t",
 	         63);
-	r = slow_eval(&s, "small", deep);
+	r = eval_waiting(&s, "small", deep, 60000);
 	assert_int_equal(r->status, MOONJAIL__V1__STATUS__STATUS_OK);
 	mj_proto_free(&r->base);
 	snprintf(deep, sizeof(deep),
 	         "local t = {} local c = t for i = 1, %d do c.k = {} c = c.k end c.v = 1 return t",
 	         64);
-	r = slow_eval(&s, "small", deep);
+	r = eval_waiting(&s, "small", deep, 60000);
 	assert_int_equal(r->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_OUTPUT);
 	mj_proto_free(&r->base);
 	assert_int_equal(log_count(&s, (const char *const[]){"event=worker-kill", NULL}), 0);
 	assert_int_equal(log_count(&s, (const char *const[]){"event=worker-died", NULL}), 0);
-	assert_int_equal(slow_eval_int(&s, "small", "return 7"), 7);
+	assert_int_equal(eval_int_waiting(&s, "small", "return 7", 60000), 7);
 	assert_int_equal(svc_stop(&s), 0);
 }
 

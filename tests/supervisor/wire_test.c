@@ -18,19 +18,27 @@
 static const uint8_t req_hello[8] = {0, 'S', 'P', 0, 0, 0x30, 0, 0};
 static const uint8_t rep_hello[8] = {0, 'S', 'P', 0, 0, 0x31, 0, 0};
 
+/* A stream socket connected to sa, with 5 s timeouts on both directions. */
+static int
+connect_to(const struct sockaddr *sa, socklen_t len)
+{
+	struct timeval tv = {5, 0};
+	int fd;
+
+	assert_true((fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0);
+	assert_int_equal(connect(fd, sa, len), 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
 static int
 raw_connect(const svc *s)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	struct timeval tv = {5, 0};
-	int fd;
 
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/s.sock", s->dir);
-	assert_true((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	return fd;
+	return connect_to((struct sockaddr *)&sa, sizeof(sa));
 }
 
 /* Writes what the socket takes of buf; false when the peer has gone (it may drop us first). */
@@ -466,15 +474,9 @@ static int
 tcp_connect(unsigned port)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-	struct timeval tv = {5, 0};
-	int fd;
 
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_true((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	return fd;
+	return connect_to((struct sockaddr *)&sa, sizeof(sa));
 }
 
 /* The same on a loopback tcp listener with port 0: the log names the port it got, nng callers

@@ -252,9 +252,11 @@ rv_text(int rv)
 	switch (rv) {
 	case NNG_ECONNRESET:
 	case NNG_ECONNSHUT:
-		/* An oversized response makes nng drop the connection, so say so. */
+		/* An oversized response makes nng drop the connection, and so does moonjaild at
+		 * its connection limit: say so. */
 		return "the connection dropped while waiting for the answer (the service went "
-		       "away, or its response exceeded max_message)";
+		       "away or is at its connection limit, or its response exceeded "
+		       "max_message)";
 	case NNG_ECLOSED:
 		return "the client is closed";
 	default:

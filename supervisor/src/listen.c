@@ -35,8 +35,14 @@ static char bound[SV_MAX_LISTEN][160];              /* the URL, tcp's with the p
 static struct sockaddr_storage addr[SV_MAX_LISTEN]; /* where the probe connects */
 static socklen_t addrlen[SV_MAX_LISTEN];
 static atomic_int ids[SV_MAX_LISTEN];    /* nng_listener_id of each, for the pipe callback */
-static atomic_uint pipes[SV_MAX_LISTEN]; /* pipes each has added */
+static atomic_uint pipes[SV_MAX_LISTEN]; /* pipes each has accepted (ADD_PRE) */
 static int nlisteners;
+
+/* Client connections: every pipe counts from its ADD_PRE event to its REM_POST, which nng
+ * sends for each pipe that had the first, refused ones too. One past the cap is closed at
+ * once, before the socket sees it; its nng peer dials again after its reconnect interval. */
+static atomic_int conns;
+static atomic_uint refused; /* connections closed at the cap, since start */
 
 static pthread_t watcher;
 static bool watching;
@@ -45,15 +51,24 @@ static pthread_cond_t watch_cv; /* on CLOCK_MONOTONIC, made in sv_listeners_star
 static bool watch_quit;         /* under watch_mu */
 
 static void
-pipe_added(nng_pipe p, nng_pipe_ev ev, void *arg)
+pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
-	int id = nng_listener_id(nng_pipe_listener(p)), i;
+	int id, i;
 
-	(void)ev;
 	(void)arg;
+	if (ev == NNG_PIPE_EV_REM_POST) {
+		atomic_fetch_sub(&conns, 1);
+		return;
+	}
+	/* A pipe refused here still shows that the listener's accept loop runs. */
+	id = nng_listener_id(nng_pipe_listener(p));
 	for (i = 0; i < SV_MAX_LISTEN; i++)
 		if (id > 0 && atomic_load(&ids[i]) == id)
 			atomic_fetch_add(&pipes[i], 1);
+	if (atomic_fetch_add(&conns, 1) >= sv.cfg.max_connections) {
+		atomic_fetch_add(&refused, 1);
+		nng_pipe_close(p);
+	}
 }
 
 /* The address listener i listens on, in bound[i]: for tcp the one it bound, so that port 0
@@ -188,7 +203,7 @@ static void *
 watch(void *arg)
 {
 	int strikes[SV_MAX_LISTEN] = {0}, i;
-	unsigned base[SV_MAX_LISTEN] = {0};
+	unsigned base[SV_MAX_LISTEN] = {0}, logged = 0, now;
 	bool down[SV_MAX_LISTEN] = {false}, quit;
 	struct timespec until;
 
@@ -203,6 +218,12 @@ watch(void *arg)
 		pthread_mutex_unlock(&watch_mu);
 		if (quit)
 			break;
+		/* Refusals are logged at most once a tick, counted. */
+		if ((now = atomic_load(&refused)) != logged) {
+			sv_log("connections-refused", "count=%u max_connections=%d", now - logged,
+			       sv.cfg.max_connections);
+			logged = now;
+		}
 		for (i = 0; i < nlisteners && !atomic_load(&sv.draining); i++) {
 			if (!down[i]) {
 				if (strikes[i] == 0)
@@ -234,7 +255,8 @@ sv_listeners_start(void)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&watch_cv, &ca);
 	pthread_condattr_destroy(&ca);
-	nng_pipe_notify(sv.front, NNG_PIPE_EV_ADD_POST, pipe_added, NULL);
+	nng_pipe_notify(sv.front, NNG_PIPE_EV_ADD_PRE, pipe_event, NULL);
+	nng_pipe_notify(sv.front, NNG_PIPE_EV_REM_POST, pipe_event, NULL);
 	for (i = 0; i < sv.cfg.nlisten; i++) {
 		if ((rv = open_listener(i, sv.cfg.listen[i], "listening")) != 0)
 			return rv;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -37,6 +38,9 @@ static const char usage[] =
     "  --executors N           executor threads per worker (default 2)\n"
     "  --io-threads N          threads nng runs moonjaild's socket callbacks on (default 2;\n"
     "                          1-16, an odd N rounded up)\n"
+    "  --max-connections N     client connections at once; one more is closed right after\n"
+    "                          its handshake (default 10000, lowered to what the open-file\n"
+    "                          limit allows)\n"
     "  --worker-memory SIZE    Lua heap budget per worker before idle engines are evicted\n"
     "                          (default 1G)\n"
     "  --memory-limit SIZE     default Lua heap per engine (default 16M; K M G KiB MiB GiB)\n"
@@ -328,6 +332,58 @@ drop_own_privileges(void)
 		       low_tcp_port() ? ",net_bind_service" : "");
 }
 
+/* Descriptors moonjaild keeps for itself beside its clients' connections: nng's, the logger's
+ * and the listeners', and per worker process its link and the few a start needs for a
+ * moment. */
+#define FD_RESERVE 64
+#define FD_RESERVE_PER_WORKER 4
+#define DEFAULT_CONNECTIONS 10000
+
+/* Raises the soft open-file limit to the hard one and fits max_connections under it with the
+ * reserve to spare, so that clients holding every connection they may still leave moonjaild
+ * the descriptors to replace a worker. Sets *fds to the limit in force. 0, or 2 (after a
+ * message) when the limit leaves no room for a single connection. */
+static int
+fit_connections(long *fds)
+{
+	struct rlimit rl;
+	long reserve = FD_RESERVE + FD_RESERVE_PER_WORKER *
+	                                (long)(sv.cfg.nworkers + sv.cfg.quarantine_workers + 1),
+	     room;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		rl.rlim_cur = rl.rlim_max = 1024;
+	if (rl.rlim_cur < rl.rlim_max) {
+		struct rlimit up = {rl.rlim_max, rl.rlim_max};
+
+		if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+			rl.rlim_cur = up.rlim_cur;
+	}
+	*fds = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (rlim_t)INT_MAX ? INT_MAX
+	                                                                     : (long)rl.rlim_cur;
+	room = *fds - reserve;
+	if (room < 1) {
+		fprintf(
+		    stderr,
+		    "moonjaild: the open-file limit (%ld) leaves no room for client connections "
+		    "beside the %ld descriptors moonjaild keeps for itself and its workers; "
+		    "raise it (ulimit -n) or lower --workers\n",
+		    *fds, reserve);
+		return 2;
+	}
+	if (sv.cfg.max_connections == 0) {
+		sv.cfg.max_connections =
+		    (int)(room < DEFAULT_CONNECTIONS ? room : DEFAULT_CONNECTIONS);
+	} else if (sv.cfg.max_connections > room) {
+		sv_log("warning",
+		       "what=\"max_connections lowered to fit the open-file limit\" requested=%d "
+		       "max_connections=%ld open_files=%ld",
+		       sv.cfg.max_connections, room, *fds);
+		sv.cfg.max_connections = (int)room;
+	}
+	return 0;
+}
+
 static int
 parse_args(int argc, char **argv, char *rtbuf, size_t rtcap, char *wbuf, size_t wcap)
 {
@@ -368,6 +424,10 @@ parse_args(int argc, char **argv, char *rtbuf, size_t rtcap, char *wbuf, size_t 
 		} else if (strcmp(o, "--io-threads") == 0) {
 			if (parse_int(v, 1, 16, &c->io_threads) != 0)
 				return die_usage("--io-threads wants 1-16", v);
+		} else if (strcmp(o, "--max-connections") == 0) {
+			if (parse_int(v, 1, SV_MAX_CONNECTIONS, &c->max_connections) != 0)
+				return die_usage(
+				    "--max-connections wants 1-" SV_XSTR(SV_MAX_CONNECTIONS), v);
 		} else if (strcmp(o, "--worker-memory") == 0) {
 			if (mj_parse_size(v, &c->worker_memory) != MJ_OK)
 				return die_usage("bad size", v);
@@ -428,6 +488,7 @@ main(int argc, char **argv)
 	struct timespec tick = {0, 50 * 1000 * 1000};
 	sigset_t set;
 	siginfo_t si;
+	long fds;
 	int i, rc, status, sig;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	pid_t pid;
@@ -458,6 +519,8 @@ main(int argc, char **argv)
 		return rc;
 	if (mj_limits_check(&sv.cfg.defaults, &why) != MJ_OK)
 		return die_usage("bad default limits", why);
+	if ((rc = fit_connections(&fds)) != 0)
+		return rc;
 	{
 		char err[300];
 		sv_policies *pol = sv_policies_load(sv.cfg.config_file, err, sizeof(err));
@@ -546,12 +609,12 @@ main(int argc, char **argv)
 
 		sv_policies_defaults(&d);
 		sv_log("start",
-		       "workers=%d executors=%d io_threads=%d memory_limit=%zu "
-		       "instruction_limit=%llu timeout_ms=%u output_limit=%zu source_limit=%zu "
-		       "runtime_dir=%s",
-		       sv.cfg.nworkers, sv.cfg.executors, (sv.cfg.io_threads + 1) / 2 * 2, d.memory,
-		       (unsigned long long)d.instructions, d.timeout_ms, d.output, d.source,
-		       sv.cfg.runtime_dir);
+		       "workers=%d executors=%d io_threads=%d max_connections=%d open_files=%ld "
+		       "memory_limit=%zu instruction_limit=%llu timeout_ms=%u output_limit=%zu "
+		       "source_limit=%zu runtime_dir=%s",
+		       sv.cfg.nworkers, sv.cfg.executors, (sv.cfg.io_threads + 1) / 2 * 2,
+		       sv.cfg.max_connections, fds, d.memory, (unsigned long long)d.instructions,
+		       d.timeout_ms, d.output, d.source, sv.cfg.runtime_dir);
 	}
 	drop_own_privileges();
 	/* Again without the capabilities just dropped (root reads past file modes only with

@@ -16,6 +16,7 @@
 #include "mj/policy.h"
 
 #define SV_MAX_WORKERS 256
+#define SV_MAX_CONNECTIONS 1000000 /* --max-connections */
 #define SV_MAX_QUARANTINE 16
 #define SV_MAX_LISTEN 16
 #define SV_SPARE (-1)
@@ -63,8 +64,10 @@ typedef struct sv_worker {
 	pid_t pid;     /* 0 while no process runs */
 	uint64_t started_ns;
 	unsigned restarts;
-	pid_t culprit_pid; /* last process killed for one call's hard deadline: that call's
-	                      tenant got the strike, the others in flight on it get none */
+	uint64_t spawn_err_ns; /* when a failed start was last logged */
+	unsigned spawn_errs;   /* failed starts since then, not logged one by one */
+	pid_t culprit_pid;     /* last process killed for one call's hard deadline: that call's
+	                          tenant got the strike, the others in flight on it get none */
 	sv_call *inflight, *inflight_tail; /* calls forwarded and not yet answered, oldest first */
 	unsigned ninflight;
 } sv_worker;
@@ -105,7 +108,8 @@ typedef struct sv_config {
 	bool log_json;
 	bool insecure_tcp;
 	int ncalls;
-	int io_threads; /* libnng's task threads */
+	int io_threads;      /* libnng's task threads */
+	int max_connections; /* client connections at once; 0 until the start sets it */
 	uint32_t deadline_margin_ms;
 	unsigned flag_set; /* which default-limit flags were given (they win over the file) */
 	const char *group; /* also admit this group to the client socket, or NULL */

@@ -384,9 +384,20 @@ respawn_one(sv_worker *w, uint64_t now)
 	age = now - w->started_ns;
 	if (age < FAST_DEATH_NS && w->restarts > 3 && age < (uint64_t)MAX_BACKOFF_MS * 1000000ull)
 		return;
-	if (spawn(w) != 0)
-		sv_log("error", "what=\"fork\" worker=%s err=\"%s\"",
-		       slot_name(w, name, sizeof(name)), strerror(errno));
+	if (spawn(w) == 0) {
+		w->spawn_err_ns = 0;
+		w->spawn_errs = 0;
+		return;
+	}
+	/* Tried again every tick (50 ms); logged at most once a second, with the failures
+	 * since the last line. */
+	w->spawn_errs++;
+	if (w->spawn_err_ns == 0 || now - w->spawn_err_ns >= 1000000000ull) {
+		sv_log("error", "what=\"fork\" worker=%s err=\"%s\" failures=%u",
+		       slot_name(w, name, sizeof(name)), strerror(errno), w->spawn_errs);
+		w->spawn_err_ns = now;
+		w->spawn_errs = 0;
+	}
 }
 
 /* Starts a replacement for every slot without a process, then the spare, unless draining. A

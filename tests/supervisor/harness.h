@@ -37,6 +37,10 @@ typedef struct svc {
 	char log[128];
 } svc;
 
+/* A command that svc_start runs moonjaild under (it must exec it in the same process, as
+ * prlimit(1) does), or NULL. */
+static const char *const *svc_wrap;
+
 /* Every service started, so a failed test (which longjmps out) leaves no process behind. */
 static pid_t started[32];
 static size_t nstarted;
@@ -180,6 +184,8 @@ svc_start(svc *s, const char *const *extra)
 	assert_non_null(mkdtemp(s->dir));
 	snprintf(s->url, sizeof(s->url), "ipc://%s/s.sock", s->dir);
 	snprintf(s->log, sizeof(s->log), "%s/moonjaild.log", s->dir);
+	for (n = 0; svc_wrap != NULL && svc_wrap[n] != NULL && n < 8; n++)
+		argv[n] = svc_wrap[n];
 	argv[n++] = MOONJAILD_BIN;
 	argv[n++] = "--runtime-dir";
 	argv[n++] = s->dir;
@@ -192,7 +198,7 @@ svc_start(svc *s, const char *const *extra)
 	argv[n] = NULL;
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 2, s->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	assert_int_equal(posix_spawn(&s->pid, MOONJAILD_BIN, &fa, NULL, (char **)argv, environ), 0);
+	assert_int_equal(posix_spawnp(&s->pid, argv[0], &fa, NULL, (char **)argv, environ), 0);
 	posix_spawn_file_actions_destroy(&fa);
 	if (nstarted < sizeof(started) / sizeof(started[0]))
 		started[nstarted++] = s->pid;
@@ -361,6 +367,44 @@ eval_engine(const svc *s, const char *tenant, const char *engine, const char *sr
 	(signal(SIGPIPE, SIG_IGN), svc_finish(cmocka_run_group_tests(tests, NULL, NULL)))
 
 /* Kills every service a test started and did not stop; for main, after the tests ran. */
+/* Runs the real CLI; returns its exit status, with stdout and stderr in the buffers. */
+#ifdef MOONJAIL_BIN
+static inline int
+run_cli(const svc *s, const char *const *args, char *out, size_t outcap, char *err, size_t errcap)
+{
+	char outp[128], errp[128];
+	const char *argv[24];
+	posix_spawn_file_actions_t fa;
+	int n = 0, status;
+	size_t len;
+	FILE *f;
+	pid_t pid;
+
+	snprintf(outp, sizeof(outp), "%s/cli.out", s->dir);
+	snprintf(errp, sizeof(errp), "%s/cli.err", s->dir);
+	argv[n++] = MOONJAIL_BIN;
+	while (*args != NULL && n < 22)
+		argv[n++] = *args++;
+	argv[n] = NULL;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 1, outp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	posix_spawn_file_actions_addopen(&fa, 2, errp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_int_equal(posix_spawn(&pid, MOONJAIL_BIN, &fa, NULL, (char **)argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	f = fopen(outp, "r");
+	len = fread(out, 1, outcap - 1, f);
+	out[len] = '\0';
+	fclose(f);
+	f = fopen(errp, "r");
+	len = fread(err, 1, errcap - 1, f);
+	err[len] = '\0';
+	fclose(f);
+	return WEXITSTATUS(status);
+}
+#endif
+
 static inline void
 svc_cleanup(void)
 {

@@ -496,42 +496,6 @@ test_config_policies_and_reload(void **state)
 	unlink(cfg);
 }
 
-/* Runs the real CLI; returns its exit status, with stdout and stderr in the buffers. */
-static int
-run_cli(const svc *s, const char *const *args, char *out, size_t outcap, char *err, size_t errcap)
-{
-	char outp[128], errp[128];
-	const char *argv[24];
-	posix_spawn_file_actions_t fa;
-	int n = 0, status;
-	size_t len;
-	FILE *f;
-	pid_t pid;
-
-	snprintf(outp, sizeof(outp), "%s/cli.out", s->dir);
-	snprintf(errp, sizeof(errp), "%s/cli.err", s->dir);
-	argv[n++] = MOONJAIL_BIN;
-	while (*args != NULL && n < 22)
-		argv[n++] = *args++;
-	argv[n] = NULL;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 1, outp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	posix_spawn_file_actions_addopen(&fa, 2, errp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	assert_int_equal(posix_spawn(&pid, MOONJAIL_BIN, &fa, NULL, (char **)argv, environ), 0);
-	posix_spawn_file_actions_destroy(&fa);
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	f = fopen(outp, "r");
-	len = fread(out, 1, outcap - 1, f);
-	out[len] = '\0';
-	fclose(f);
-	f = fopen(errp, "r");
-	len = fread(err, 1, errcap - 1, f);
-	err[len] = '\0';
-	fclose(f);
-	return WEXITSTATUS(status);
-}
-
 /* The moonjail CLI against the real service: output, values, exit codes and --json. */
 static void
 test_cli_against_service(void **state)

@@ -39,10 +39,86 @@ static atomic_uint pipes[SV_MAX_LISTEN]; /* pipes each has accepted (ADD_PRE) */
 static int nlisteners;
 
 /* Client connections: every pipe counts from its ADD_PRE event to its REM_POST, which nng
- * sends for each pipe that had the first, refused ones too. One past the cap is closed at
- * once, before the socket sees it; its nng peer dials again after its reconnect interval. */
+ * sends for each pipe that had the first. A connection past the cap is not dropped at once:
+ * its nng peer would dial again, and a peer that gives up during that redial's handshake sets
+ * off nng issue 1518. It is let in, its requests are answered with an error
+ * (sv_conn_refused), and the watch closes it after OVER_GRACE_MS if its peer has not hung
+ * up by then. At most SV_OVER_MAX such connections at once (moonjaild's descriptor reserve
+ * counts them); past that, one is closed at once. */
+#define OVER_GRACE_MS 1000
+
 static atomic_int conns;
-static atomic_uint refused; /* connections closed at the cap, since start */
+static atomic_uint refused; /* calls refused, and connections closed at once, since start */
+static pthread_mutex_t over_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	uint32_t id; /* the pipe's; 0 for a free entry */
+	uint64_t since_ns;
+} over[SV_OVER_MAX]; /* under over_mu */
+static atomic_int nover;
+
+/* The over-cap entry of pipe id, or -1. Called with over_mu held. */
+static int
+over_find(uint32_t id)
+{
+	int i;
+
+	for (i = 0; i < SV_OVER_MAX; i++)
+		if (over[i].id == id)
+			return i;
+	return -1;
+}
+
+static void
+over_drop(uint32_t id)
+{
+	int i;
+
+	pthread_mutex_lock(&over_mu);
+	if ((i = over_find(id)) >= 0) {
+		over[i].id = 0;
+		atomic_fetch_sub(&nover, 1);
+	}
+	pthread_mutex_unlock(&over_mu);
+}
+
+bool
+sv_conn_refused(nng_pipe p)
+{
+	bool found;
+
+	if (atomic_load(&nover) == 0)
+		return false;
+	pthread_mutex_lock(&over_mu);
+	found = p.id != 0 && over_find(p.id) >= 0;
+	pthread_mutex_unlock(&over_mu);
+	if (found)
+		atomic_fetch_add(&refused, 1);
+	return found;
+}
+
+/* Closes the connections past the cap that have had their grace. */
+static void
+over_expire(void)
+{
+	uint32_t due[SV_OVER_MAX];
+	uint64_t now = mj_now_ns();
+	int i, n = 0;
+	nng_pipe p;
+
+	if (atomic_load(&nover) == 0)
+		return;
+	pthread_mutex_lock(&over_mu);
+	for (i = 0; i < SV_OVER_MAX; i++)
+		if (over[i].id != 0 && now - over[i].since_ns >= OVER_GRACE_MS * 1000000ull)
+			due[n++] = over[i].id;
+	pthread_mutex_unlock(&over_mu);
+	for (i = 0; i < n; i++) {
+		p.id = due[i];
+		/* Its REM_POST drops the entry; a pipe nng no longer knows is dropped here. */
+		if (nng_pipe_close(p) == NNG_ENOENT)
+			over_drop(due[i]);
+	}
+}
 
 static pthread_t watcher;
 static bool watching;
@@ -58,14 +134,25 @@ pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 	(void)arg;
 	if (ev == NNG_PIPE_EV_REM_POST) {
 		atomic_fetch_sub(&conns, 1);
+		if (atomic_load(&nover) > 0)
+			over_drop(p.id);
 		return;
 	}
-	/* A pipe refused here still shows that the listener's accept loop runs. */
+	/* Any pipe, one past the cap too, shows that the listener's accept loop runs. */
 	id = nng_listener_id(nng_pipe_listener(p));
 	for (i = 0; i < SV_MAX_LISTEN; i++)
 		if (id > 0 && atomic_load(&ids[i]) == id)
 			atomic_fetch_add(&pipes[i], 1);
-	if (atomic_fetch_add(&conns, 1) >= sv.cfg.max_connections) {
+	if (atomic_fetch_add(&conns, 1) < sv.cfg.max_connections)
+		return;
+	pthread_mutex_lock(&over_mu);
+	if ((i = over_find(0)) >= 0) {
+		over[i].id = p.id;
+		over[i].since_ns = mj_now_ns();
+		atomic_fetch_add(&nover, 1);
+	}
+	pthread_mutex_unlock(&over_mu);
+	if (i < 0) {
 		atomic_fetch_add(&refused, 1);
 		nng_pipe_close(p);
 	}
@@ -218,6 +305,7 @@ watch(void *arg)
 		pthread_mutex_unlock(&watch_mu);
 		if (quit)
 			break;
+		over_expire();
 		/* Refusals are logged at most once a tick, counted. */
 		if ((now = atomic_load(&refused)) != logged) {
 			sv_log("connections-refused", "count=%u max_connections=%d", now - logged,

@@ -1,5 +1,6 @@
 /* moonjaild: the supervisor. Listens for clients, runs workers, routes, never runs Lua. */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
 #include <linux/capability.h>
@@ -38,9 +39,9 @@ static const char usage[] =
     "  --executors N           executor threads per worker (default 2)\n"
     "  --io-threads N          threads nng runs moonjaild's socket callbacks on (default 2;\n"
     "                          1-16, an odd N rounded up)\n"
-    "  --max-connections N     client connections at once; one more is closed right after\n"
-    "                          its handshake (default 10000, lowered to what the open-file\n"
-    "                          limit allows)\n"
+    "  --max-connections N     client connections at once (default 10000, lowered to what\n"
+    "                          the open-file limit allows); past it, calls are refused and\n"
+    "                          the connection is closed after a second\n"
     "  --worker-memory SIZE    Lua heap budget per worker before idle engines are evicted\n"
     "                          (default 1G)\n"
     "  --memory-limit SIZE     default Lua heap per engine (default 16M; K M G KiB MiB GiB)\n"
@@ -332,10 +333,10 @@ drop_own_privileges(void)
 		       low_tcp_port() ? ",net_bind_service" : "");
 }
 
-/* Descriptors moonjaild keeps for itself beside its clients' connections: nng's, the logger's
- * and the listeners', and per worker process its link and the few a start needs for a
- * moment. */
-#define FD_RESERVE 64
+/* Descriptors moonjaild keeps for itself beside its clients' connections: nng's, the logger's,
+ * the listeners', the connections past the cap that are being answered, and per worker
+ * process its link and log pipe and the ones made ready for its next start. */
+#define FD_RESERVE (64 + SV_OVER_MAX)
 #define FD_RESERVE_PER_WORKER 4
 #define DEFAULT_CONNECTIONS 10000
 
@@ -493,6 +494,11 @@ main(int argc, char **argv)
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	pid_t pid;
 
+	/* Descriptors 0-2 open, on /dev/null when they were closed: otherwise the first sockets
+	 * and pipes would take their numbers, and a worker's end could become its stderr. */
+	for (i = 0; i < 3; i++)
+		if (fcntl(i, F_GETFD) < 0 && errno == EBADF && open("/dev/null", O_RDWR) != i)
+			return 2;
 	{
 		/* Held for a few list operations at a time by nng's threads and the link
 		 * thread: spinning briefly beats a futex sleep and wake-up. */

@@ -368,6 +368,16 @@ handle_request(sv_call *c, nng_msg *m)
 	}
 	r = (mj_request *)pm;
 	c->id = r->id;
+	if (sv_conn_refused(nng_msg_get_pipe(m))) {
+		mj_proto_free(pm);
+		nng_msg_free(m);
+		snprintf(msg, sizeof(msg),
+		         "moonjaild is at its connection limit (max_connections=%d); the call did "
+		         "not run, and this connection will be closed: try again later",
+		         sv.cfg.max_connections);
+		reply_error(c, MJ_KIND_INTERNAL, msg);
+		return;
+	}
 	if (r->version != MJ_PROTO_VERSION) {
 		snprintf(msg, sizeof(msg),
 		         "unsupported protocol version %u (this server speaks %d)", r->version,

@@ -17,6 +17,7 @@
 
 #define SV_MAX_WORKERS 256
 #define SV_MAX_CONNECTIONS 1000000 /* --max-connections */
+#define SV_OVER_MAX 16             /* connections past the cap let in at once, to be answered */
 #define SV_MAX_QUARANTINE 16
 #define SV_MAX_LISTEN 16
 #define SV_SPARE (-1)
@@ -197,6 +198,9 @@ void sv_links_wake(void);
 /* Client listeners (listen.c), on sv.front: opens every --listen URL and starts the watch
  * that restarts a listener nng has stopped serving; 0 or an nng error. */
 int sv_listeners_start(void);
+/* Whether a request that came on pipe p is to be refused: its connection is past
+ * --max-connections. Counts the refusal. */
+bool sv_conn_refused(nng_pipe p);
 /* Stops the watch and closes every listener. */
 void sv_listeners_stop(void);
 

@@ -161,6 +161,44 @@ start_process(bool *in_userns)
 	return fork();
 }
 
+/* The descriptors of the next start (its log pipe and its socketpair), made ready after each
+ * start, so that a replacement needs no new descriptor even when clients hold every one
+ * moonjaild may open (connections still in their handshake are not capped). Used and
+ * refilled by the main thread only. */
+static int ready_log[2] = {-1, -1}, ready_sp[2] = {-1, -1};
+
+static int
+make_fds(int logp[2], int sp[2])
+{
+	if (pipe2(logp, O_CLOEXEC) != 0)
+		return -1;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0) {
+		close(logp[0]);
+		close(logp[1]);
+		return -1;
+	}
+	return 0;
+}
+
+/* The ready descriptors if there are, else new ones. */
+static int
+take_fds(int logp[2], int sp[2])
+{
+	if (ready_log[0] < 0)
+		return make_fds(logp, sp);
+	memcpy(logp, ready_log, sizeof(ready_log));
+	memcpy(sp, ready_sp, sizeof(ready_sp));
+	ready_log[0] = ready_log[1] = ready_sp[0] = ready_sp[1] = -1;
+	return 0;
+}
+
+static void
+refill_fds(void)
+{
+	if (ready_log[0] < 0 && make_fds(ready_log, ready_sp) != 0)
+		ready_log[0] = ready_log[1] = ready_sp[0] = ready_sp[1] = -1;
+}
+
 static int
 spawn(sv_worker *w)
 {
@@ -197,15 +235,10 @@ spawn(sv_worker *w)
 	snprintf(uid_map, sizeof(uid_map), "0 %u 1\n", (unsigned)geteuid());
 	snprintf(gid_map, sizeof(gid_map), "0 %u 1\n", (unsigned)getegid());
 	/* The worker's stderr is a pipe we relay: RLIMIT_FSIZE 0 would kill a worker writing to a
-	 * log file, and a pipe keeps its lines apart from ours. */
-	if (pipe2(logp, O_CLOEXEC) != 0)
+	 * log file, and a pipe keeps its lines apart from ours. Its only channel is a
+	 * socketpair made here, so nothing else can ever reach its end. */
+	if (take_fds(logp, sp) != 0)
 		return -1;
-	/* The worker's only channel: made here, so nothing else can ever reach its end. */
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0) {
-		close(logp[0]);
-		close(logp[1]);
-		return -1;
-	}
 	if ((link = sv_link_new(sp[0], w->index)) == NULL) {
 		close(sp[1]);
 		close(logp[0]);
@@ -228,11 +261,18 @@ spawn(sv_worker *w)
 	if (pid == 0) {
 		sigset_t none;
 
+		/* The log pipe becomes stderr and the stream descriptor 3, open across exec;
+		 * everything above is closed, which also leaves room to open the id maps when
+		 * moonjaild's table is full. (moonjaild starts with 0-2 open, so neither end
+		 * is 2.) */
+		if (dup2(logp[1], STDERR_FILENO) < 0)
+			_exit(126);
+		if (sp[1] == 3 ? fcntl(3, F_SETFD, 0) != 0 : dup2(sp[1], 3) < 0)
+			_exit(126);
+		syscall(SYS_close_range, 4u, ~0u, 0u);
 		if (userns && (write_file("/proc/self/uid_map", uid_map) != 0 ||
 		               write_file("/proc/self/setgroups", "deny") != 0 ||
 		               write_file("/proc/self/gid_map", gid_map) != 0))
-			_exit(126);
-		if (dup2(logp[1], STDERR_FILENO) < 0)
 			_exit(126);
 		/* Its own process group: a terminal's job-control signals (Ctrl-C reaches the
 		 * whole foreground group) are moonjaild's to handle, and the kernel's SIGCONT to
@@ -241,9 +281,6 @@ spawn(sv_worker *w)
 		 * the CPU, and a busy worker would starve moonjaild. */
 		if (setpgid(0, 0) < 0)
 			_exit(126);
-		/* The stream becomes descriptor 3, open across exec. */
-		if (sp[1] == 3 ? fcntl(3, F_SETFD, 0) != 0 : dup2(sp[1], 3) < 0)
-			_exit(126);
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		/* A worker must not outlive its supervisor. Workers are spawned from the main
@@ -251,7 +288,6 @@ spawn(sv_worker *w)
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (getppid() == 1) /* 0 inside a new PID namespace */
 			_exit(127);
-		syscall(SYS_close_range, 4u, ~0u, 0u);
 		execv(sv.cfg.worker_bin, argv);
 		_exit(127);
 	}
@@ -266,6 +302,7 @@ spawn(sv_worker *w)
 	close(sp[1]);
 	close(logp[1]);
 	start_relay(logp[0]);
+	refill_fds();
 	sv_log(w->index == SV_SPARE ? "spare-started" : "worker-started",
 	       "worker=%s pid=%d id=%s namespaces=%s", slot_name(w, name, sizeof(name)), (int)pid,
 	       id,

@@ -38,13 +38,16 @@ static atomic_int ids[SV_MAX_LISTEN];    /* nng_listener_id of each, for the pip
 static atomic_uint pipes[SV_MAX_LISTEN]; /* pipes each has accepted (ADD_PRE) */
 static int nlisteners;
 
-/* Client connections: every pipe counts from its ADD_PRE event to its REM_POST, which nng
- * sends for each pipe that had the first. A connection past the cap is not dropped at once:
+/* Client connections: every pipe counts in conns from its ADD_PRE event to its REM_POST,
+ * which nng sends for each pipe that had the first; those past the cap also count in nover,
+ * and the cap applies to conns less nover. A connection past the cap is not dropped at once:
  * its nng peer would dial again, and a peer that gives up during that redial's handshake sets
  * off nng issue 1518. It is let in, its requests are answered with an error
- * (sv_conn_refused), and the watch closes it after OVER_GRACE_MS if its peer has not hung
- * up by then. At most SV_OVER_MAX such connections at once (moonjaild's descriptor reserve
- * counts them); past that, one is closed at once. */
+ * (sv_conn_refused), and sv_listeners_tick closes it OVER_GRACE_MS after its arrival or its
+ * last refused call, if its peer has not hung up by then. At most SV_OVER_MAX such
+ * connections at once (moonjaild's descriptor reserve counts them); past that, one is closed
+ * at once. An entry whose REM_POST ran before its ADD_PRE had made it (nng's reaper does not
+ * wait for the callback) is found gone at its expiry and dropped then. */
 #define OVER_GRACE_MS 1000
 
 static atomic_int conns;
@@ -85,11 +88,14 @@ bool
 sv_conn_refused(nng_pipe p)
 {
 	bool found;
+	int i;
 
 	if (atomic_load(&nover) == 0)
 		return false;
 	pthread_mutex_lock(&over_mu);
-	found = p.id != 0 && over_find(p.id) >= 0;
+	found = p.id != 0 && (i = over_find(p.id)) >= 0;
+	if (found) /* its grace starts again, so that the answer is not cut off */
+		over[i].since_ns = mj_now_ns();
 	pthread_mutex_unlock(&over_mu);
 	if (found)
 		atomic_fetch_add(&refused, 1);
@@ -120,6 +126,24 @@ over_expire(void)
 	}
 }
 
+void
+sv_listeners_tick(void)
+{
+	static unsigned logged;
+	static uint64_t logged_ns;
+	uint64_t now_ns = mj_now_ns();
+	unsigned now;
+
+	over_expire();
+	/* Refusals are logged at most once a second, counted. */
+	if ((now = atomic_load(&refused)) != logged && now_ns - logged_ns >= 1000000000ull) {
+		sv_log("connections-refused", "count=%u max_connections=%d", now - logged,
+		       sv.cfg.max_connections);
+		logged = now;
+		logged_ns = now_ns;
+	}
+}
+
 static pthread_t watcher;
 static bool watching;
 static pthread_mutex_t watch_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -143,7 +167,7 @@ pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 	for (i = 0; i < SV_MAX_LISTEN; i++)
 		if (id > 0 && atomic_load(&ids[i]) == id)
 			atomic_fetch_add(&pipes[i], 1);
-	if (atomic_fetch_add(&conns, 1) < sv.cfg.max_connections)
+	if (atomic_fetch_add(&conns, 1) - atomic_load(&nover) < sv.cfg.max_connections)
 		return;
 	pthread_mutex_lock(&over_mu);
 	if ((i = over_find(0)) >= 0) {
@@ -290,7 +314,7 @@ static void *
 watch(void *arg)
 {
 	int strikes[SV_MAX_LISTEN] = {0}, i;
-	unsigned base[SV_MAX_LISTEN] = {0}, logged = 0, now;
+	unsigned base[SV_MAX_LISTEN] = {0};
 	bool down[SV_MAX_LISTEN] = {false}, quit;
 	struct timespec until;
 
@@ -305,13 +329,6 @@ watch(void *arg)
 		pthread_mutex_unlock(&watch_mu);
 		if (quit)
 			break;
-		over_expire();
-		/* Refusals are logged at most once a tick, counted. */
-		if ((now = atomic_load(&refused)) != logged) {
-			sv_log("connections-refused", "count=%u max_connections=%d", now - logged,
-			       sv.cfg.max_connections);
-			logged = now;
-		}
 		for (i = 0; i < nlisteners && !atomic_load(&sv.draining); i++) {
 			if (!down[i]) {
 				if (strikes[i] == 0)

@@ -41,7 +41,8 @@ static const char usage[] =
     "                          1-16, an odd N rounded up)\n"
     "  --max-connections N     client connections at once (default 10000, lowered to what\n"
     "                          the open-file limit allows); past it, calls are refused and\n"
-    "                          the connection is closed after a second\n"
+    "                          the connection is closed a second later (16 such at most;\n"
+    "                          more are closed at once)\n"
     "  --worker-memory SIZE    Lua heap budget per worker before idle engines are evicted\n"
     "                          (default 1G)\n"
     "  --memory-limit SIZE     default Lua heap per engine (default 16M; K M G KiB MiB GiB)\n"
@@ -659,6 +660,7 @@ main(int argc, char **argv)
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
 			sv_worker_reap(pid, status);
 		sv_workers_respawn_due();
+		sv_listeners_tick();
 	}
 	/* Drain: no new calls start; answer the ones in progress, bounded by the longest
 	 * possible call. */

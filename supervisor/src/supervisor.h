@@ -201,6 +201,9 @@ int sv_listeners_start(void);
 /* Whether a request that came on pipe p is to be refused: its connection is past
  * --max-connections. Counts the refusal. */
 bool sv_conn_refused(nng_pipe p);
+/* On the main thread's tick: closes connections past the cap whose grace is over, and logs
+ * the refusals. */
+void sv_listeners_tick(void);
 /* Stops the watch and closes every listener. */
 void sv_listeners_stop(void);
 

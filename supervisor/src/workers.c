@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -192,6 +193,25 @@ take_fds(int logp[2], int sp[2])
 	return 0;
 }
 
+/* Descriptors of a start that failed: kept ready for the next one, when none are. */
+static void
+give_back(int logp[2], int sp[2])
+{
+	int i;
+
+	if (ready_log[0] < 0) {
+		memcpy(ready_log, logp, sizeof(ready_log));
+		memcpy(ready_sp, sp, sizeof(ready_sp));
+		return;
+	}
+	for (i = 0; i < 2; i++) {
+		close(logp[i]);
+		close(sp[i]);
+	}
+}
+
+/* Made again on every tick until it works: a flood that holds every descriptor lets one go
+ * now and then. */
 static void
 refill_fds(void)
 {
@@ -208,7 +228,8 @@ spawn(sv_worker *w)
 	pid_t pid;
 	int logp[2], sp[2];
 	sv_link *link;
-	int n = 0;
+	struct rlimit rl;
+	int n = 0, fdmax;
 
 	/* A log label only; the worker takes 0-1000000. */
 	snprintf(id, sizeof(id), "%u", sv.spawn_seq++ % 1000000u);
@@ -239,10 +260,11 @@ spawn(sv_worker *w)
 	 * socketpair made here, so nothing else can ever reach its end. */
 	if (take_fds(logp, sp) != 0)
 		return -1;
+	/* For the child, should close_range be missing. */
+	fdmax =
+	    getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (int)rl.rlim_cur : 65536;
 	if ((link = sv_link_new(sp[0], w->index)) == NULL) {
-		close(sp[1]);
-		close(logp[0]);
-		close(logp[1]);
+		give_back(logp, sp);
 		errno = ENOMEM;
 		return -1;
 	}
@@ -251,11 +273,13 @@ spawn(sv_worker *w)
 	 * touches the lock. */
 	pthread_mutex_lock(&sv.lock);
 	if ((pid = start_process(&userns)) < 0) {
+		int err = errno;
+
 		pthread_mutex_unlock(&sv.lock);
+		link->fd = -1; /* sp[0] goes back with the rest */
 		sv_link_free(link);
-		close(sp[1]);
-		close(logp[0]);
-		close(logp[1]);
+		give_back(logp, sp);
+		errno = err;
 		return -1;
 	}
 	if (pid == 0) {
@@ -269,7 +293,9 @@ spawn(sv_worker *w)
 			_exit(126);
 		if (sp[1] == 3 ? fcntl(3, F_SETFD, 0) != 0 : dup2(sp[1], 3) < 0)
 			_exit(126);
-		syscall(SYS_close_range, 4u, ~0u, 0u);
+		if (syscall(SYS_close_range, 4u, ~0u, 0u) != 0) /* before Linux 5.9 */
+			for (int fd = 4; fd < fdmax; fd++)
+				close(fd);
 		if (userns && (write_file("/proc/self/uid_map", uid_map) != 0 ||
 		               write_file("/proc/self/setgroups", "deny") != 0 ||
 		               write_file("/proc/self/gid_map", gid_map) != 0))
@@ -452,6 +478,7 @@ sv_workers_respawn_due(void)
 		respawn_one(&sv.workers[i], now);
 	if (sv.cfg.spare)
 		respawn_one(&sv.spare, now);
+	refill_fds();
 }
 
 static void

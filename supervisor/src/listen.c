@@ -120,8 +120,9 @@ over_expire(void)
 	pthread_mutex_unlock(&over_mu);
 	for (i = 0; i < n; i++) {
 		p.id = due[i];
-		/* Its REM_POST drops the entry; a pipe nng no longer knows is dropped here. */
-		if (nng_pipe_close(p) == NNG_ENOENT)
+		/* Its REM_POST drops the entry. A pipe nng no longer knows, or has closed
+		 * already, is dropped here: its REM_POST, if still to come, finds none. */
+		if (nng_pipe_close(p) != 0)
 			over_drop(due[i]);
 	}
 }

@@ -128,7 +128,7 @@ over_expire(void)
 }
 
 void
-sv_listeners_tick(void)
+sv_listeners_tick(bool last)
 {
 	static unsigned logged;
 	static uint64_t logged_ns;
@@ -136,8 +136,9 @@ sv_listeners_tick(void)
 	unsigned now;
 
 	over_expire();
-	/* Refusals are logged at most once a second, counted. */
-	if ((now = atomic_load(&refused)) != logged && now_ns - logged_ns >= 1000000000ull) {
+	/* Refusals are logged at most once a second, counted, and once more at the end. */
+	if ((now = atomic_load(&refused)) != logged &&
+	    (last || now_ns - logged_ns >= 1000000000ull)) {
 		sv_log("connections-refused", "count=%u max_connections=%d", now - logged,
 		       sv.cfg.max_connections);
 		logged = now;

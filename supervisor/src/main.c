@@ -660,10 +660,11 @@ main(int argc, char **argv)
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
 			sv_worker_reap(pid, status);
 		sv_workers_respawn_due();
-		sv_listeners_tick();
+		sv_listeners_tick(false);
 	}
 	/* Drain: no new calls start; answer the ones in progress, bounded by the longest
 	 * possible call. */
+	sv_listeners_tick(true);
 	sv_log("draining", "busy=%u", atomic_load(&sv.busy));
 	atomic_store(&sv.draining, true);
 	for (i = 0; i < 600 && atomic_load(&sv.busy) > 0; i++) {

@@ -202,8 +202,8 @@ int sv_listeners_start(void);
  * --max-connections. Counts the refusal. */
 bool sv_conn_refused(nng_pipe p);
 /* On the main thread's tick: closes connections past the cap whose grace is over, and logs
- * the refusals. */
-void sv_listeners_tick(void);
+ * the refusals; last logs those not yet logged at once. */
+void sv_listeners_tick(bool last);
 /* Stops the watch and closes every listener. */
 void sv_listeners_stop(void);
 

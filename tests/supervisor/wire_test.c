@@ -624,6 +624,62 @@ test_max_connections(void **state)
 	assert_int_equal(svc_stop(&s), 0);
 }
 
+/* The sum of the counts in moonjaild's connections-refused lines. */
+static unsigned
+refusals_logged(const svc *s)
+{
+	char line[1024];
+	const char *c;
+	unsigned n = 0;
+	FILE *f = fopen(s->log, "r");
+
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strstr(line, "event=connections-refused") != NULL &&
+		    (c = strstr(line, "count=")) != NULL)
+			n += (unsigned)atoi(c + 6);
+	fclose(f);
+	return n;
+}
+
+/* Refusals are logged once a second at most, counted, and those of the last second when
+ * moonjaild stops: every one is in the log. */
+static void
+test_refusals_logged_at_stop(void **state)
+{
+	static const char *const extra[] = {"--workers", "1", "--max-connections", "1", NULL};
+	unsigned expect = 0;
+	int held = -1, past, tries, fd, got, i;
+	svc s;
+
+	(void)state;
+	svc_start(&s, extra);
+	for (tries = 0; held < 0 && tries < 100; tries++) {
+		fd = handshake(&s);
+		if ((got = limited_call(fd, (uint32_t)tries + 1)) == 1) {
+			held = fd;
+			continue;
+		}
+		expect += got == 0;
+		close(fd);
+		sleep_ms(100);
+	}
+	assert_true(held >= 0);
+	past = handshake(&s);
+	/* One refusal, logged on the next tick; two more within the second after it, which
+	 * only the stop logs. */
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(limited_call(past, 500 + (uint32_t)i), 0);
+		expect++;
+		if (i == 0)
+			sleep_ms(300);
+	}
+	assert_int_equal(svc_stop(&s), 0);
+	assert_int_equal(refusals_logged(&s), expect);
+	close(past);
+	close(held);
+}
+
 /* With a small open-file limit (64 soft, 160 hard): moonjaild raises its soft limit to the
  * hard one, lowers a --max-connections that does not fit, and keeps its reserve. A client that
  * opens twice as many connections as the limit allows gets the cap and no more; then
@@ -809,6 +865,7 @@ main(void)
 	    cmocka_unit_test(test_raw_junk_body_is_answered),
 	    cmocka_unit_test(test_idle_and_unread_connections),
 	    cmocka_unit_test(test_max_connections),
+	    cmocka_unit_test(test_refusals_logged_at_stop),
 	    cmocka_unit_test(test_connection_flood_leaves_room_for_workers),
 	    cmocka_unit_test(test_tcp_listener),
 	    cmocka_unit_test(test_hangup_in_handshake_recovers),

@@ -335,8 +335,8 @@ drop_own_privileges(void)
 }
 
 /* Descriptors moonjaild keeps for itself beside its clients' connections: nng's, the logger's,
- * the listeners', the connections past the cap that are being answered, and per worker
- * process its link and log pipe and the ones made ready for its next start. */
+ * the listeners', the next worker start's (made ready), and the connections past the cap that
+ * are being answered; and per worker process its link, its log pipe and two to spare. */
 #define FD_RESERVE (64 + SV_OVER_MAX)
 #define FD_RESERVE_PER_WORKER 4
 #define DEFAULT_CONNECTIONS 10000

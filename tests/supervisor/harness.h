@@ -366,7 +366,6 @@ eval_engine(const svc *s, const char *tenant, const char *engine, const char *sr
 #define SVC_RUN_TESTS(tests)                                                                       \
 	(signal(SIGPIPE, SIG_IGN), svc_finish(cmocka_run_group_tests(tests, NULL, NULL)))
 
-/* Kills every service a test started and did not stop; for main, after the tests ran. */
 /* Runs the real CLI; returns its exit status, with stdout and stderr in the buffers. */
 #ifdef MOONJAIL_BIN
 static inline int
@@ -405,6 +404,7 @@ run_cli(const svc *s, const char *const *args, char *out, size_t outcap, char *e
 }
 #endif
 
+/* Kills every service a test started and did not stop; for main, after the tests ran. */
 static inline void
 svc_cleanup(void)
 {

@@ -985,6 +985,50 @@ threads_named_wait(pid_t pid, const char *name, int n)
 	return have;
 }
 
+/* A --max-connections out of range is a usage error, and so is an open-file limit that leaves
+ * no room for a connection beside moonjaild's reserve (under prlimit(1), 64 descriptors
+ * against a reserve of 92 for one worker): exit 2 with the reason, nothing made on disk. */
+static void
+test_max_connections_refused(void **state)
+{
+	static const char *const bad[] = {"0", "-1", "1000001", "ten", "", "99999999999"};
+	char dir[64], log[96], line[512] = "";
+	const char *argv[] = {"prlimit", "--nofile=64:64", "--", MOONJAILD_BIN, "--runtime-dir",
+	                      dir,       "--workers",      "1",  NULL};
+	posix_spawn_file_actions_t fa;
+	uint64_t t0;
+	int status;
+	size_t i;
+	FILE *f;
+	pid_t pid;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		refused_as_usage("--max-connections", bad[i]);
+	snprintf(dir, sizeof(dir), "/tmp/mj-nofile-%d", (int)getpid());
+	snprintf(log, sizeof(log), "/tmp/mj-nofile-%d.err", (int)getpid());
+	rmdir(dir);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_int_equal(posix_spawnp(&pid, argv[0], &fa, NULL, (char **)argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	for (t0 = now_ms(); waitpid(pid, &status, WNOHANG) == 0; sleep_ms(20)) {
+		if (now_ms() - t0 > 10000) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			fail_msg("moonjaild started under a 64-descriptor limit");
+		}
+	}
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 2);
+	assert_non_null(f = fopen(log, "r"));
+	assert_non_null(fgets(line, sizeof(line), f));
+	fclose(f);
+	unlink(log);
+	assert_non_null(strstr(line, "the open-file limit (64) leaves no room"));
+	assert_int_not_equal(access(dir, F_OK), 0);
+}
+
 /* libnng in moonjaild starts --io-threads task threads (default 2), whatever the CPU count;
  * nng 1.5.2 has no setting for it, so moonjaild answers nng's question for the CPU count. */
 static void
@@ -1043,6 +1087,7 @@ main(void)
 	    cmocka_unit_test(test_refuses_open_tcp),
 	    cmocka_unit_test(test_second_server_on_a_live_socket),
 	    cmocka_unit_test(test_io_threads),
+	    cmocka_unit_test(test_max_connections_refused),
 	    cmocka_unit_test(test_large_messages),
 	};
 

@@ -243,6 +243,17 @@ served_within(const svc *s, unsigned ms)
 	return false;
 }
 
+/* SIGTERM stops moonjaild cleanly within 5 s. */
+static void
+assert_stops_promptly(svc *s, const char *when)
+{
+	uint64_t t0 = now_ms();
+
+	assert_int_equal(svc_stop(s), 0);
+	if (now_ms() - t0 > 5000)
+		fail_msg("SIGTERM took %llu ms %s", (unsigned long long)(now_ms() - t0), when);
+}
+
 /* svc_start for a test that sets off nng issue 1518: the stalled listener's pipes are never
  * freed inside nng, even after moonjaild closes the listener, so a sanitizer build's leak
  * check is turned off for that moonjaild alone (about 10 KiB per restart, all in libnng). */
@@ -449,11 +460,7 @@ test_idle_and_unread_connections(void **state)
 		close(idle[i]);
 	assert_serving(&s);
 	/* Nor do replies nobody reads hold up a shutdown. */
-	t0 = now_ms();
-	assert_int_equal(svc_stop(&s), 0);
-	if (now_ms() - t0 > 5000)
-		fail_msg("SIGTERM took %llu ms with unread replies",
-		         (unsigned long long)(now_ms() - t0));
+	assert_stops_promptly(&s, "with unread replies");
 	for (i = 0; i < NUNREAD; i++)
 		close(unread[i]);
 }
@@ -469,7 +476,6 @@ test_abandoned_calls(void **state)
 	static const char src[] =
 	    "local t = os.clock() while os.clock() - t < 0.005 do end return 1";
 	uint8_t hdr[9], id[4] = {0x80, 0, 0, 1}, *buf;
-	uint64_t t0;
 	size_t len;
 	svc s;
 	int i, fd;
@@ -492,11 +498,7 @@ test_abandoned_calls(void **state)
 	sleep_ms(3000);
 	for (i = 0; i < 3; i++)
 		assert_serving(&s);
-	t0 = now_ms();
-	assert_int_equal(svc_stop(&s), 0);
-	if (now_ms() - t0 > 5000)
-		fail_msg("SIGTERM took %llu ms after abandoned calls",
-		         (unsigned long long)(now_ms() - t0));
+	assert_stops_promptly(&s, "after abandoned calls");
 }
 
 /* A connection that has completed the SP handshake (moonjaild's half read too), with 5 s
@@ -596,6 +598,14 @@ test_max_connections(void **state)
 	}
 	assert_int_equal(got, 1);
 	held[CAP - 1] = fd;
+	/* Junk on a connection past the cap is still bad-request, not a refusal. */
+	{
+		static const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+		mj_response *r = raw_exchange(past[0], 1900, junk, sizeof(junk));
+
+		assert_int_equal(r->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_BAD_REQUEST);
+		mj_proto_free(&r->base);
+	}
 	/* Past the grace (a second after the last refused call), moonjaild hangs up. */
 	for (i = 0; i < PAST; i++) {
 		assert_true(dropped_within(past[i], 5000));

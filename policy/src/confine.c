@@ -143,8 +143,8 @@ drop_capabilities(void)
 }
 
 mj_err
-mj_caps_keep(const int *caps, size_t ncaps, const int *bound, size_t nbound, char *why,
-             size_t whylen)
+mj_caps_keep(const int *caps, size_t ncaps, const int *bound, size_t nbound, bool bound_permitted,
+             char *why, size_t whylen)
 {
 	struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
 	struct __user_cap_data_struct data[2];
@@ -172,10 +172,12 @@ mj_caps_keep(const int *caps, size_t ncaps, const int *bound, size_t nbound, cha
 		return fail(why, whylen, "ambient set", errno);
 	if (syscall(SYS_capget, &hdr, data) != 0)
 		return fail(why, whylen, "capget", errno);
-	data[0].permitted &= (uint32_t)mask;
-	data[1].permitted &= (uint32_t)(mask >> 32);
-	data[0].effective = data[0].permitted;
-	data[1].effective = data[1].permitted;
+	data[0].effective = data[0].permitted & (uint32_t)mask;
+	data[1].effective = data[1].permitted & (uint32_t)(mask >> 32);
+	if (!bound_permitted)
+		bmask = mask;
+	data[0].permitted &= (uint32_t)bmask;
+	data[1].permitted &= (uint32_t)(bmask >> 32);
 	data[0].inheritable = data[1].inheritable = 0;
 	if (syscall(SYS_capset, &hdr, data) != 0)
 		return fail(why, whylen, "capset", errno);

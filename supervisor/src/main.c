@@ -11,9 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -301,23 +303,61 @@ low_tcp_port(void)
 	return false;
 }
 
+static const struct {
+	int cap;
+	const char *name;
+} cap_names[] = {
+    {CAP_KILL, "kill"},
+    {CAP_SYS_ADMIN, "sys_admin"},
+    {CAP_CHOWN, "chown"},
+    {CAP_NET_BIND_SERVICE, "net_bind_service"},
+    {CAP_SETUID, "setuid"},
+    {CAP_SETGID, "setgid"},
+    {CAP_SYS_CHROOT, "sys_chroot"},
+};
+
+/* The names of the capabilities of cap_names in mask, comma-separated ("none" for none). */
+static void
+cap_list(uint64_t mask, char *out, size_t cap)
+{
+	size_t i, len = 0;
+
+	out[0] = '\0';
+	for (i = 0; i < sizeof(cap_names) / sizeof(cap_names[0]); i++)
+		if ((mask >> cap_names[i].cap & 1) != 0 && len < cap)
+			len += (size_t)snprintf(out + len, cap - len, "%s%s", len > 0 ? "," : "",
+			                        cap_names[i].name);
+	if (len == 0)
+		snprintf(out, cap, "none");
+}
+
 /* What moonjaild holds when it runs as root: namespaces for workers (CAP_SYS_ADMIN, unless
  * --no-namespaces), killing workers that run under another uid (CAP_KILL), and for its
  * listeners, giving the socket to --group (CAP_CHOWN) and a port below 1024
  * (CAP_NET_BIND_SERVICE) when asked for. A worker exec'd as root starts with moonjaild's
  * bounding set, so CAP_SETUID, CAP_SETGID and CAP_SYS_CHROOT (its chroot and switch to
- * --worker-user) stay in the bounding set only. Capabilities belong to each thread: this runs
- * before nng starts any, so every thread of the process has only these. */
-static void
+ * --worker-user) stay in the bounding set only. Under no_new_privs (systemd's
+ * NoNewPrivileges=, Docker's no-new-privileges, Kubernetes' allowPrivilegeEscalation: false)
+ * an exec'd program starts with no more than its parent's permitted set, so those three stay
+ * permitted too, though not effective. Capabilities belong to each thread: this runs before
+ * nng starts any, so every thread of the process has only these. -1 when workers could not
+ * switch to their user (CAP_SETUID or CAP_SETGID out of their reach): each would die at start. */
+static int
 drop_own_privileges(void)
 {
 	static const int bound[] = {CAP_SETUID, CAP_SETGID, CAP_SYS_CHROOT};
+	struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct data[2];
+	const uint64_t need = 1ull << CAP_SETUID | 1ull << CAP_SETGID;
+	uint64_t eff, prm, reach = 0;
+	char held[160], also[64], missing[64];
+	bool nnp = prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 1;
 	int keep[8];
-	size_t n = 0;
+	size_t n = 0, i;
 	char why[200];
 
 	if (geteuid() != 0)
-		return;
+		return 0;
 	keep[n++] = CAP_KILL;
 	if (sv.cfg.namespaces)
 		keep[n++] = CAP_SYS_ADMIN;
@@ -325,13 +365,40 @@ drop_own_privileges(void)
 		keep[n++] = CAP_CHOWN;
 	if (low_tcp_port())
 		keep[n++] = CAP_NET_BIND_SERVICE;
-	if (mj_caps_keep(keep, n, bound, sizeof(bound) / sizeof(bound[0]), why, sizeof(why)) !=
+	if (mj_caps_keep(keep, n, bound, sizeof(bound) / sizeof(bound[0]), nnp, why, sizeof(why)) !=
 	    MJ_OK)
 		sv_log("warning", "what=capabilities err=\"%s\"", why);
-	else
-		sv_log("capabilities", "held=kill%s%s%s bounding_also=setuid,setgid,sys_chroot",
-		       sv.cfg.namespaces ? ",sys_admin" : "", sv.cfg.group != NULL ? ",chown" : "",
-		       low_tcp_port() ? ",net_bind_service" : "");
+	/* What this process and the workers it execs really have: a service manager or a
+	 * container may have withheld some. */
+	if (syscall(SYS_capget, &hdr, data) != 0)
+		return 0;
+	eff = (uint64_t)data[1].effective << 32 | data[0].effective;
+	prm = (uint64_t)data[1].permitted << 32 | data[0].permitted;
+	for (i = 0; i < sizeof(bound) / sizeof(bound[0]); i++)
+		if (prctl(PR_CAPBSET_READ, bound[i], 0, 0, 0) == 1 &&
+		    (!nnp || (prm >> bound[i] & 1) != 0))
+			reach |= 1ull << bound[i];
+	cap_list(eff, held, sizeof(held));
+	cap_list(reach, also, sizeof(also));
+	sv_log("capabilities", "held=%s %s=%s no_new_privs=%d", held,
+	       nnp ? "permitted_also" : "bounding_also", also, nnp ? 1 : 0);
+	if ((reach & need) != need) {
+		cap_list(need & ~reach, missing, sizeof(missing));
+		fprintf(
+		    stderr,
+		    "moonjaild: workers started as root switch to their user (--worker-user) and "
+		    "need CAP_SETUID and CAP_SETGID for it, and moonjaild's %s lacks %s: every "
+		    "worker would die at start. Give moonjaild those capabilities (systemd: "
+		    "CapabilityBoundingSet=, Docker: --cap-add) or run it as an unprivileged "
+		    "user\n",
+		    nnp ? "permitted set (it runs under no_new_privs)" : "bounding set", missing);
+		return -1;
+	}
+	if ((reach >> CAP_SYS_CHROOT & 1) == 0)
+		sv_log("warning", "what=capabilities err=\"no CAP_SYS_CHROOT for workers\" "
+		                  "note=\"workers cannot chroot into their empty directory; the "
+		                  "rest of their confinement still applies\"");
+	return 0;
 }
 
 /* Descriptors moonjaild keeps for itself beside its clients' connections: nng's, the logger's,
@@ -623,7 +690,10 @@ main(int argc, char **argv)
 		       sv.cfg.max_connections, fds, d.memory, (unsigned long long)d.instructions,
 		       d.timeout_ms, d.output, d.source, sv.cfg.runtime_dir);
 	}
-	drop_own_privileges();
+	if (drop_own_privileges() != 0) {
+		cleanup_dirs();
+		return 2;
+	}
 	/* Again without the capabilities just dropped (root reads past file modes only with
 	 * CAP_DAC_OVERRIDE): otherwise every worker start would fail at exec. */
 	if (access(sv.cfg.worker_bin, X_OK) != 0) {

@@ -443,6 +443,44 @@ test_rlimits_and_privilege_drop(void **state)
 	assert_exit0(st);
 }
 
+/* In a child: caps 0 (CAP_KILL) kept, CAP_SETUID in the bounding set; with bound_permitted
+ * also permitted, never effective. Exits 0 when the sets are as documented. */
+static bool
+caps_as_documented(bool bound_permitted)
+{
+	struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct data[2];
+	const int keep = CAP_KILL, bound = CAP_SETUID;
+	const uint32_t want_eff = 1u << CAP_KILL;
+	const uint32_t want_prm = want_eff | (bound_permitted ? 1u << CAP_SETUID : 0);
+
+	if (mj_caps_keep(&keep, 1, &bound, 1, bound_permitted, NULL, 0) != MJ_OK ||
+	    syscall(SYS_capget, &hdr, data) != 0)
+		return false;
+	return data[0].effective == want_eff && data[0].permitted == want_prm &&
+	       data[1].effective == 0 && data[1].permitted == 0 && data[0].inheritable == 0 &&
+	       prctl(PR_CAPBSET_READ, CAP_SETUID, 0, 0, 0) == 1 &&
+	       prctl(PR_CAPBSET_READ, CAP_SETGID, 0, 0, 0) == 0;
+}
+
+static void
+test_caps_keep(void **state)
+{
+	int flag, st;
+	pid_t pid;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip(); /* nothing to keep */
+	for (flag = 0; flag < 2; flag++) {
+		assert_true((pid = fork()) >= 0);
+		if (pid == 0)
+			_exit(caps_as_documented(flag == 1) ? 0 : 3);
+		assert_int_equal(waitpid(pid, &st, 0), pid);
+		assert_exit0(st);
+	}
+}
+
 static void
 test_bad_arguments(void **state)
 {
@@ -455,9 +493,9 @@ test_bad_arguments(void **state)
 	memset(&o, 0, sizeof(o));
 	assert_int_equal(mj_confine(NULL, &rep, NULL, 0), MJ_EINVAL);
 	assert_int_equal(mj_confine(&o, NULL, NULL, 0), MJ_EINVAL);
-	assert_int_equal(mj_caps_keep(&keep, 1, NULL, 0, NULL, 0), MJ_EINVAL);
+	assert_int_equal(mj_caps_keep(&keep, 1, NULL, 0, false, NULL, 0), MJ_EINVAL);
 	keep = -1;
-	assert_int_equal(mj_caps_keep(NULL, 0, &keep, 1, NULL, 0), MJ_EINVAL);
+	assert_int_equal(mj_caps_keep(NULL, 0, &keep, 1, false, NULL, 0), MJ_EINVAL);
 	/* The documented allowlist names no dangerous call. */
 	for (names = mj_confine_allowed_syscalls(); *names != NULL; names++) {
 		assert_string_not_equal(*names, "socket");
@@ -476,6 +514,7 @@ main(void)
 	    cmocka_unit_test(test_forbidden_syscalls_kill),
 	    cmocka_unit_test(test_filter_covers_existing_threads),
 	    cmocka_unit_test(test_rlimits_and_privilege_drop),
+	    cmocka_unit_test(test_caps_keep),
 	    cmocka_unit_test(test_bad_arguments),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -619,6 +619,107 @@ test_threads_keep_few_capabilities(void **state)
 	assert_int_equal(svc_stop(&s), 0);
 }
 
+/* Under no_new_privs (systemd's NoNewPrivileges=, Docker's no-new-privileges, Kubernetes'
+ * allowPrivilegeEscalation: false), a worker exec'd as root gets no more than moonjaild's
+ * permitted set: moonjaild keeps CAP_SETUID, CAP_SETGID and CAP_SYS_CHROOT permitted but not
+ * effective, so that workers still chroot and switch to their user, and says so in its log. */
+static int
+unwrap(void **state)
+{
+	(void)state;
+	svc_wrap = NULL; /* also after a failure, which leaves the test early */
+	return 0;
+}
+
+static void
+test_root_under_no_new_privs(void **state)
+{
+	static const char *const wrap[] = {"setpriv", "--no-new-privs", "--", NULL};
+	static const char *const extra[] = {"--workers", "1", NULL};
+	static const char *const eff[] = {"CapEff:", NULL};
+	static const char *const prm[] = {"CapPrm:", NULL};
+	static const char *const held[] = {"CapPrm:", "CapEff:", NULL};
+	static const char *const logged[] = {
+	    "event=capabilities held=kill,sys_admin permitted_also=setuid,setgid,sys_chroot "
+	    "no_new_privs=1",
+	    NULL};
+	static const char *const chrooted[] = {"event=confined", "chroot=yes", NULL};
+	const uint64_t want = 1ull << CAP_SYS_ADMIN | 1ull << CAP_KILL;
+	const uint64_t also = 1ull << CAP_SETUID | 1ull << CAP_SETGID | 1ull << CAP_SYS_CHROOT;
+	char path[64];
+	struct stat st;
+	svc s;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip(); /* workers keep moonjaild's uid: nothing to switch */
+	svc_wrap = wrap;
+	svc_start(&s, extra);
+	svc_wrap = NULL;
+	assert_int_equal(eval_int(&s, "t", "return 6 * 7"), 42);
+	assert_true(log_wait(&s, logged));
+	assert_true(log_wait(&s, chrooted));
+	assert_true(check_thread_caps(s.pid, eff, want) > 2);
+	assert_true(check_thread_caps(s.pid, prm, want | also) > 2);
+	/* The worker switched to its user and holds nothing. */
+	snprintf(path, sizeof(path), "/proc/%d", (int)worker_pid(&s, 0));
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_not_equal(st.st_uid, 0);
+	assert_true(check_thread_caps(worker_pid(&s, 0), held, 0) > 2);
+	assert_int_equal(svc_stop(&s), 0);
+}
+
+/* As root without CAP_SETUID in reach of its workers (here out of the bounding set, as a
+ * service manager or container may leave it), every worker would die at start: moonjaild
+ * refuses to start instead, exit 2 naming the capability, and leaves no worker directory. */
+static void
+test_root_without_setuid_is_refused(void **state)
+{
+	char dir[] = "/tmp/mj-nosetuid-XXXXXX", log[96], line[1024];
+	const char *argv[] = {
+	    "setpriv", "--bounding-set", "-setuid", "--", MOONJAILD_BIN, "--runtime-dir",
+	    dir,       "--workers",      "1",       NULL};
+	posix_spawn_file_actions_t fa;
+	bool said = false;
+	struct dirent *d;
+	uint64_t t0;
+	int status;
+	DIR *rt;
+	FILE *f;
+	pid_t pid;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip(); /* workers keep moonjaild's uid: nothing to switch */
+	assert_non_null(mkdtemp(dir));
+	snprintf(log, sizeof(log), "%s.err", dir);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_int_equal(posix_spawnp(&pid, argv[0], &fa, NULL, (char **)argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	for (t0 = now_ms(); waitpid(pid, &status, WNOHANG) == 0; sleep_ms(20)) {
+		if (now_ms() - t0 > 10000) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			fail_msg("moonjaild started with CAP_SETUID out of its workers' reach");
+		}
+	}
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 2);
+	assert_non_null(f = fopen(log, "r"));
+	while (fgets(line, sizeof(line), f) != NULL)
+		said = said || strstr(line, "moonjaild's bounding set lacks setuid") != NULL;
+	fclose(f);
+	unlink(log);
+	assert_true(said);
+	assert_non_null(rt = opendir(dir));
+	while ((d = readdir(rt)) != NULL)
+		if (strncmp(d->d_name, "workers-", 8) == 0)
+			fail_msg("%s/%s was left behind", dir, d->d_name);
+	closedir(rt);
+	rmdir(dir);
+}
+
 /* A worker's log lines cannot pose as moonjaild's: each relayed line keeps a worker prefix and
  * loses its control characters. */
 static void
@@ -713,6 +814,8 @@ main(void)
 	    cmocka_unit_test(test_external_kill_strikes_no_one),
 	    cmocka_unit_test(test_deadline_strike_goes_to_the_stuck_tenant),
 	    cmocka_unit_test(test_threads_keep_few_capabilities),
+	    cmocka_unit_test_teardown(test_root_under_no_new_privs, unwrap),
+	    cmocka_unit_test(test_root_without_setuid_is_refused),
 	    cmocka_unit_test(test_worker_cannot_forge_supervisor_log),
 	    cmocka_unit_test(test_bad_confinement_flags),
 	};

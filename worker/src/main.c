@@ -114,7 +114,7 @@ narrow_capabilities(const mj_confine_opts *o)
 		keep[n++] = CAP_SETUID;
 		keep[n++] = CAP_SETGID;
 	}
-	if (mj_caps_keep(keep, (size_t)n, NULL, 0, why, sizeof(why)) != MJ_OK) {
+	if (mj_caps_keep(keep, (size_t)n, NULL, 0, false, why, sizeof(why)) != MJ_OK) {
 		wk_log("event=error what=capabilities error=\"%s\"", why);
 		return -1;
 	}

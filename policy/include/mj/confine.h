@@ -44,11 +44,14 @@ mj_err mj_confine(const mj_confine_opts *opts, mj_confine_report *report, char *
 
 /* Keeps only the capabilities listed in caps (CAP_* numbers) in this thread's permitted and
  * effective sets, and only those and the ones in bound in its bounding set (what a program it
- * execs as root starts with); none inheritable or ambient. Threads created afterwards inherit
- * them. The bounding set is narrowed only with CAP_SETPCAP (without it, the permitted set
- * still is). bound may be NULL. MJ_EINVAL for a bad number; MJ_ESYSTEM with the reason in why. */
-mj_err mj_caps_keep(const int *caps, size_t ncaps, const int *bound, size_t nbound, char *why,
-                    size_t whylen);
+ * execs as root starts with); none inheritable or ambient. With bound_permitted, the ones in
+ * bound stay in the permitted set too, though not in the effective one: under no_new_privs a
+ * program exec'd as root starts with no more than its parent's permitted set. Threads created
+ * afterwards inherit them. The bounding set is narrowed only with CAP_SETPCAP (without it, the
+ * permitted set still is). bound may be NULL. MJ_EINVAL for a bad number; MJ_ESYSTEM with the
+ * reason in why. */
+mj_err mj_caps_keep(const int *caps, size_t ncaps, const int *bound, size_t nbound,
+                    bool bound_permitted, char *why, size_t whylen);
 
 /* The syscalls the allowlist admits, by name, NULL-terminated; for documentation and tests. */
 const char *const *mj_confine_allowed_syscalls(void);

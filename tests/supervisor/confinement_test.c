@@ -679,31 +679,19 @@ test_root_without_setuid_is_refused(void **state)
 	const char *argv[] = {
 	    "setpriv", "--bounding-set", "-setuid", "--", MOONJAILD_BIN, "--runtime-dir",
 	    dir,       "--workers",      "1",       NULL};
-	posix_spawn_file_actions_t fa;
 	bool said = false;
 	struct dirent *d;
-	uint64_t t0;
 	int status;
 	DIR *rt;
 	FILE *f;
-	pid_t pid;
 
 	(void)state;
 	if (geteuid() != 0)
 		skip(); /* workers keep moonjaild's uid: nothing to switch */
 	assert_non_null(mkdtemp(dir));
 	snprintf(log, sizeof(log), "%s.err", dir);
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	assert_int_equal(posix_spawnp(&pid, argv[0], &fa, NULL, (char **)argv, environ), 0);
-	posix_spawn_file_actions_destroy(&fa);
-	for (t0 = now_ms(); waitpid(pid, &status, WNOHANG) == 0; sleep_ms(20)) {
-		if (now_ms() - t0 > 10000) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			fail_msg("moonjaild started with CAP_SETUID out of its workers' reach");
-		}
-	}
+	status =
+	    run_to_exit(argv, log, "moonjaild started with CAP_SETUID out of its workers' reach");
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 2);
 	assert_non_null(f = fopen(log, "r"));

@@ -171,6 +171,30 @@ eval_int(const svc *s, const char *tenant, const char *src)
 	return eval_int_waiting(s, tenant, src, 10000);
 }
 
+/* Runs argv (found on PATH) with stderr to errlog and waits up to 10 s for it to exit; returns
+ * its wait status. One still running then is killed and fails the test with what. */
+static inline int
+run_to_exit(const char *const *argv, const char *errlog, const char *what)
+{
+	posix_spawn_file_actions_t fa;
+	uint64_t t0;
+	int status;
+	pid_t pid;
+
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 2, errlog, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_int_equal(posix_spawnp(&pid, argv[0], &fa, NULL, (char **)argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	for (t0 = now_ms(); waitpid(pid, &status, WNOHANG) == 0; sleep_ms(20)) {
+		if (now_ms() - t0 > 10000) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			fail_msg("%s", what);
+		}
+	}
+	return status;
+}
+
 static inline void
 svc_start(svc *s, const char *const *extra)
 {

@@ -995,12 +995,9 @@ test_max_connections_refused(void **state)
 	char dir[64], log[96], line[512] = "";
 	const char *argv[] = {"prlimit", "--nofile=64:64", "--", MOONJAILD_BIN, "--runtime-dir",
 	                      dir,       "--workers",      "1",  NULL};
-	posix_spawn_file_actions_t fa;
-	uint64_t t0;
 	int status;
 	size_t i;
 	FILE *f;
-	pid_t pid;
 
 	(void)state;
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -1008,17 +1005,7 @@ test_max_connections_refused(void **state)
 	snprintf(dir, sizeof(dir), "/tmp/mj-nofile-%d", (int)getpid());
 	snprintf(log, sizeof(log), "/tmp/mj-nofile-%d.err", (int)getpid());
 	rmdir(dir);
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	assert_int_equal(posix_spawnp(&pid, argv[0], &fa, NULL, (char **)argv, environ), 0);
-	posix_spawn_file_actions_destroy(&fa);
-	for (t0 = now_ms(); waitpid(pid, &status, WNOHANG) == 0; sleep_ms(20)) {
-		if (now_ms() - t0 > 10000) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			fail_msg("moonjaild started under a 64-descriptor limit");
-		}
-	}
+	status = run_to_exit(argv, log, "moonjaild started under a 64-descriptor limit");
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 2);
 	assert_non_null(f = fopen(log, "r"));

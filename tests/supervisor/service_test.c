@@ -421,6 +421,90 @@ test_sigterm_with_stalled_log_reader(void **state)
 	rmdir(dir);
 }
 
+/* The limits moonjaild's start event reports (from memory_limit= to runtime_dir=), in out. */
+static void
+start_limits(const svc *s, char *out, size_t cap)
+{
+	char line[1024], *from, *to;
+	FILE *f;
+
+	out[0] = '\0';
+	assert_non_null(f = fopen(s->log, "r"));
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strstr(line, "event=start ") != NULL &&
+		    (from = strstr(line, "memory_limit=")) &&
+		    (to = strstr(from, " runtime_dir=")) != NULL) {
+			snprintf(out, cap, "%.*s", (int)(to - from), from);
+			break;
+		}
+	fclose(f);
+	assert_true(out[0] != '\0');
+}
+
+/* deploy/moonjail.conf, the config file `cmake --install` ships: as shipped (every key
+ * commented out) moonjaild starts on it with its embedded defaults; with every key uncommented
+ * it starts with the same defaults, so the values the comments show are the real ones, and the
+ * example tenant's ceiling applies. */
+static void
+test_shipped_config(void **state)
+{
+	char shipped[] = MJ_DEPLOY_DIR "/moonjail.conf", uncommented[64], line[512];
+	char plain[512], as_shipped[512], opened[512], engine[16];
+	const char *with_shipped[] = {"--workers", "1", "--config", shipped, NULL};
+	const char *with_uncommented[] = {"--workers", "1", "--config", uncommented, NULL};
+	static const char *const none[] = {"--workers", "1", NULL};
+	int keys = 0, i;
+	mj_response *r;
+	FILE *in, *out;
+	svc s;
+
+	(void)state;
+	snprintf(uncommented, sizeof(uncommented), "/tmp/mj-shipped-%d.conf", (int)getpid());
+	assert_non_null(in = fopen(shipped, "r"));
+	assert_non_null(out = fopen(uncommented, "w"));
+	while (fgets(line, sizeof(line), in) != NULL) {
+		size_t n = strspn(line + 2, "abcdefghijklmnopqrstuvwxyz_");
+		bool key =
+		    strncmp(line, "; ", 2) == 0 && n > 0 && strncmp(line + 2 + n, " = ", 3) == 0;
+
+		if (key || strncmp(line, "; [tenant:", 10) == 0) {
+			keys += key;
+			fputs(line + 2, out);
+		} else {
+			fputs(line, out);
+		}
+	}
+	fclose(in);
+	fclose(out);
+	assert_true(keys >= 10); /* every [defaults] key, and the example tenant's */
+
+	svc_start(&s, none);
+	start_limits(&s, plain, sizeof(plain));
+	assert_int_equal(svc_stop(&s), 0);
+	svc_start(&s, with_shipped);
+	start_limits(&s, as_shipped, sizeof(as_shipped));
+	assert_int_equal(eval_int(&s, "acme", "return 6 * 7"), 42);
+	assert_int_equal(svc_stop(&s), 0);
+	assert_string_equal(as_shipped, plain);
+
+	svc_start(&s, with_uncommented);
+	start_limits(&s, opened, sizeof(opened));
+	assert_string_equal(opened, plain);
+	/* [tenant:acme] max_engines = 8 */
+	for (i = 0; i < 8; i++) {
+		snprintf(engine, sizeof(engine), "e%d", i);
+		r = eval_engine(&s, "acme", engine, "return 1");
+		assert_int_equal(r->status, MOONJAIL__V1__STATUS__STATUS_OK);
+		mj_proto_free(&r->base);
+	}
+	r = eval_engine(&s, "acme", "one-more", "return 1");
+	assert_int_equal(r->error->kind, MOONJAIL__V1__ERROR_KIND__ERROR_KIND_QUOTA);
+	mj_proto_free(&r->base);
+	assert_int_equal(eval_int(&s, "other", "return 1"), 1);
+	assert_int_equal(svc_stop(&s), 0);
+	unlink(uncommented);
+}
+
 /* Tenant policies come from the config file; SIGHUP reloads them for engines created after. */
 static void
 test_config_policies_and_reload(void **state)
@@ -1067,6 +1151,7 @@ main(void)
 	    cmocka_unit_test(test_stalled_log_reader),
 	    cmocka_unit_test(test_sigterm_with_stalled_log_reader),
 	    cmocka_unit_test(test_config_policies_and_reload),
+	    cmocka_unit_test(test_shipped_config),
 	    cmocka_unit_test(test_cli_against_service),
 	    cmocka_unit_test(test_noisy_neighbour),
 	    cmocka_unit_test(test_engine_order),

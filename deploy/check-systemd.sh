@@ -1,0 +1,171 @@
+#!/bin/sh
+# check-systemd.sh: runs moonjaild from its systemd unit under a real systemd, in a throwaway
+# Debian 12 container (systemd-nspawn), and checks what the unit promises.
+#
+# Usage: sh deploy/check-systemd.sh [BUILD_DIR]        (default: build)
+#
+# Needs root and the network (debootstrap fetches Debian 12 once; the root is cached as
+# $CACHE/bookworm-systemd.tgz, CACHE defaulting to /var/tmp/moonjail-nspawn). Installs
+# systemd-container and debootstrap when they are missing. BUILD_DIR must be built with the
+# default install prefix (/usr/local), as the unit names its paths: `cmake --install` puts it
+# into the container with DESTDIR. Not part of the test suite (it needs the network and
+# takes a minute or two); run it after changing anything in deploy/.
+#
+# Checks, each printed as ok or FAIL:
+#   - systemd-sysusers creates the workers' account from the installed sysusers.d entry;
+#   - `systemctl enable --now moonjaild` starts it under the unit's confinement
+#     (NoNewPrivileges=, the capability bounding set, ProtectSystem=strict, ...), and the
+#     workers confine themselves: their account, chroot=yes, new namespaces;
+#   - `moonjail eval` is answered, and an engine keeps its state across calls;
+#   - `systemctl reload` rereads the config file;
+#   - `systemctl stop` drains: a running call and one queued behind it both finish.
+# Exit 0 when every check passed, 1 when one failed, 2 when the setup failed.
+
+set -u
+
+BUILD=${1:-build}
+CACHE=${CACHE:-/var/tmp/moonjail-nspawn}
+case "$BUILD" in
+-h | --help)
+	sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+	exit 0
+	;;
+esac
+
+say() { echo "check-systemd: $*"; }
+die() {
+	say "$*" >&2
+	exit 2
+}
+
+[ "$(id -u)" = 0 ] || die "needs root"
+[ -x "$BUILD/bin/moonjaild" ] && [ -x "$BUILD/bin/moonjail-worker" ] ||
+	die "$BUILD/bin has no moonjaild or moonjail-worker; build first"
+grep -q '^ExecStart=/usr/local/bin/moonjaild ' "$BUILD/deploy/moonjaild.service" 2>/dev/null ||
+	die "$BUILD was not configured with the default prefix /usr/local (see the usage)"
+sh "$(dirname "$0")/../scripts/deps.sh" systemd-container debootstrap >/dev/null ||
+	die "cannot install systemd-container and debootstrap"
+
+tgz=$CACHE/bookworm-systemd.tgz
+if [ ! -f "$tgz" ]; then
+	mkdir -p "$CACHE" || die "cannot make $CACHE"
+	mirror=$(sed -n 's/^URIs: //p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n 1)
+	say "building a Debian 12 root with systemd (once; cached in $tgz)"
+	rm -rf "$CACHE/root"
+	debootstrap --variant=minbase \
+		--include=systemd,systemd-sysv,dbus,libnng1,liblua5.4-0,libprotobuf-c1,libinih1,libseccomp2 \
+		bookworm "$CACHE/root" "${mirror:-http://deb.debian.org/debian}" >"$CACHE/debootstrap.log" 2>&1 ||
+		die "debootstrap failed (log: $CACHE/debootstrap.log)"
+	tar -C "$CACHE/root" -czf "$tgz" . && rm -rf "$CACHE/root" || die "cannot save $tgz"
+fi
+
+DIR=$(mktemp -d /var/tmp/moonjail-check.XXXXXX) || die "mktemp failed"
+ROOT=$DIR/root
+NSPAWN_PID=
+cleanup() {
+	if [ -n "$NSPAWN_PID" ]; then
+		kill -TERM "$NSPAWN_PID" 2>/dev/null
+		i=0
+		while kill -0 "$NSPAWN_PID" 2>/dev/null && [ $i -lt 100 ]; do
+			sleep 0.1
+			i=$((i + 1))
+		done
+		kill -KILL "$NSPAWN_PID" 2>/dev/null
+	fi
+	rm -rf "$DIR"
+}
+trap cleanup EXIT
+trap 'exit 2' INT TERM HUP
+
+mkdir "$ROOT" && tar -C "$ROOT" -xzf "$tgz" || die "cannot unpack $tgz"
+DESTDIR=$ROOT cmake --install "$BUILD" >"$DIR/install.log" 2>&1 ||
+	die "cmake --install failed (log follows)$(cat "$DIR/install.log")"
+
+# Boot it. --keep-unit and --register=no: the host need not run systemd itself.
+timeout 600 systemd-nspawn --register=no --keep-unit -q -D "$ROOT" -b >"$DIR/boot.log" 2>&1 &
+NSPAWN_PID=$!
+INIT=
+i=0
+while [ $i -lt 300 ]; do
+	np=$(pgrep -P "$NSPAWN_PID" -x systemd-nspawn | head -n 1)
+	[ -n "$np" ] || np=$NSPAWN_PID
+	INIT=$(pgrep -P "$np" -x systemd | head -n 1)
+	if [ -n "$INIT" ]; then
+		st=$(nsenter -t "$INIT" -a systemctl is-system-running 2>/dev/null)
+		[ "$st" = running ] || [ "$st" = degraded ] && break
+	fi
+	sleep 0.1
+	i=$((i + 1))
+done
+[ $i -lt 300 ] || die "the container did not boot in 30 s (log: $(tail -5 "$DIR/boot.log"))"
+
+in_ct() { nsenter -t "$INIT" -a "$@"; }
+journal() { in_ct journalctl -u moonjaild --no-pager -o cat 2>/dev/null; }
+FAILED=0
+check() {
+	what=$1
+	shift
+	if "$@"; then
+		say "ok    $what"
+	else
+		say "FAIL  $what"
+		FAILED=1
+	fi
+}
+# Up to 5 s for a journal line matching every pattern.
+journal_has() {
+	j=0
+	while [ $j -lt 50 ]; do
+		out=$(journal)
+		m=$out
+		for p in "$@"; do
+			m=$(printf '%s\n' "$m" | grep -e "$p")
+		done
+		[ -n "$m" ] && return 0
+		sleep 0.1
+		j=$((j + 1))
+	done
+	return 1
+}
+
+in_ct systemd-sysusers >/dev/null 2>&1
+UID_W=$(in_ct getent passwd moonjail | cut -d: -f3)
+check "systemd-sysusers made the workers' account (uid ${UID_W:-none})" [ -n "$UID_W" ]
+
+in_ct systemctl daemon-reload
+in_ct systemctl enable --now moonjaild >"$DIR/enable.log" 2>&1
+check "systemctl enable --now moonjaild" in_ct systemctl is-active -q moonjaild
+check "moonjaild holds kill,sys_admin under NoNewPrivileges" \
+	journal_has "event=capabilities held=kill,sys_admin permitted_also=setuid,setgid,sys_chroot no_new_privs=1"
+check "workers confined: uid $UID_W, chroot" journal_has "event=confined uid=$UID_W " "chroot=yes"
+check "workers in new namespaces" journal_has "event=worker-started" "namespaces=pid,net,ipc,mnt,uts"
+
+first=$(in_ct moonjail eval --tenant acme -e 'n = (n or 0) + 1 return n' 2>&1)
+second=$(in_ct moonjail eval --tenant acme -e 'n = (n or 0) + 1 return n' 2>&1)
+check "moonjail eval answers and the engine keeps its state ($first, $second)" \
+	[ "$first,$second" = "1,2" ]
+
+in_ct systemctl reload moonjaild >/dev/null 2>&1
+check "systemctl reload rereads the config file" \
+	journal_has "event=reload config=/usr/local/etc/moonjail/moonjail.conf"
+
+slow='local t = os.clock() while os.clock() - t < 0.6 do end return "done"'
+in_ct moonjail eval --tenant slow -e "$slow" >"$DIR/call1" 2>&1 &
+c1=$!
+sleep 0.1
+in_ct moonjail eval --tenant slow -e "$slow" >"$DIR/call2" 2>&1 &
+c2=$!
+sleep 0.2
+in_ct systemctl stop moonjaild
+wait $c1 $c2
+check "systemctl stop drains: running call ($(cat "$DIR/call1"))" [ "$(cat "$DIR/call1")" = '"done"' ]
+check "systemctl stop drains: queued call ($(cat "$DIR/call2"))" [ "$(cat "$DIR/call2")" = '"done"' ]
+check "moonjaild stopped cleanly" journal_has "event=stop clean=1"
+
+if [ $FAILED = 0 ]; then
+	say "all checks passed"
+else
+	say "the journal of moonjaild follows"
+	journal | tail -40
+fi
+exit $FAILED

@@ -50,6 +50,13 @@ static const char *const allowed[] = {
     /* Conditional: mmap and mprotect without PROT_EXEC, tgkill to this process only. */
     "mmap", "mprotect", "tgkill", NULL};
 
+#ifdef MJ_ASAN
+/* Sanitizer builds only: AddressSanitizer's start of a thread (one created before the filter
+ * but first scheduled after it) reads the thread's stack bounds with pthread_getattr_np, which
+ * asks for its CPU affinity. Seen killing the test suite's confined children. */
+static const char *const allowed_asan[] = {"sched_getaffinity", NULL};
+#endif
+
 /* Path lookups fail with EPERM instead of killing: glibc touches a few files lazily (malloc
  * reads /proc/sys/vm/overcommit_memory the first time an arena shrinks) and copes with a
  * failure. Opening anything still cannot succeed. */
@@ -241,6 +248,10 @@ load_seccomp(bool log_only)
 	    (rc = add_rules(ctx, allowed, SCMP_ACT_ALLOW)) != 0 ||
 	    (rc = add_rules(ctx, refused, SCMP_ACT_ERRNO(EPERM))) != 0)
 		goto out;
+#ifdef MJ_ASAN
+	if ((rc = add_rules(ctx, allowed_asan, SCMP_ACT_ALLOW)) != 0)
+		goto out;
+#endif
 	rc = seccomp_load(ctx);
 out:
 	seccomp_release(ctx);

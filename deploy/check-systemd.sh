@@ -5,11 +5,12 @@
 # Usage: sh deploy/check-systemd.sh [BUILD_DIR]        (default: build)
 #
 # Needs root and the network (debootstrap fetches Debian 12 once; the root is cached as
-# $CACHE/bookworm-systemd.tgz, CACHE defaulting to /var/tmp/moonjail-nspawn). Installs
-# systemd-container and debootstrap when they are missing. BUILD_DIR must be built with the
-# default install prefix (/usr/local), as the unit names its paths: `cmake --install` puts it
-# into the container with DESTDIR. Not part of the test suite (it needs the network and
-# takes a minute or two); run it after changing anything in deploy/.
+# $CACHE/bookworm-systemd.tgz, CACHE defaulting to /var/cache/moonjail-nspawn, a directory
+# that must belong to root and be writable by nobody else, since what it holds is booted).
+# Installs systemd-container and debootstrap when they are missing. `cmake --install` puts
+# BUILD_DIR into the container with DESTDIR and prefix /usr/local. Not part of the test suite
+# (it needs the network and takes a minute or two); run it after changing anything in
+# deploy/.
 #
 # Checks, each printed as ok or FAIL:
 #   - systemd-sysusers creates the workers' account from the installed sysusers.d entry;
@@ -24,7 +25,7 @@
 set -u
 
 BUILD=${1:-build}
-CACHE=${CACHE:-/var/tmp/moonjail-nspawn}
+CACHE=${CACHE:-/var/cache/moonjail-nspawn}
 case "$BUILD" in
 -h | --help)
 	sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
@@ -41,14 +42,15 @@ die() {
 [ "$(id -u)" = 0 ] || die "needs root"
 [ -x "$BUILD/bin/moonjaild" ] && [ -x "$BUILD/bin/moonjail-worker" ] ||
 	die "$BUILD/bin has no moonjaild or moonjail-worker; build first"
-grep -q '^ExecStart=/usr/local/bin/moonjaild ' "$BUILD/deploy/moonjaild.service" 2>/dev/null ||
-	die "$BUILD was not configured with the default prefix /usr/local (see the usage)"
 sh "$(dirname "$0")/../scripts/deps.sh" systemd-container debootstrap >/dev/null ||
 	die "cannot install systemd-container and debootstrap"
 
 tgz=$CACHE/bookworm-systemd.tgz
+mkdir -p -m 0700 "$CACHE" || die "cannot make $CACHE"
+# What the cache holds is booted as root: it must be root's alone.
+[ "$(stat -c %u "$CACHE")" = 0 ] && [ -z "$(find "$CACHE" -maxdepth 0 -perm /022)" ] &&
+	[ ! -L "$CACHE" ] || die "$CACHE must be a directory of root's that nobody else can write"
 if [ ! -f "$tgz" ]; then
-	mkdir -p "$CACHE" || die "cannot make $CACHE"
 	mirror=$(sed -n 's/^URIs: //p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n 1)
 	say "building a Debian 12 root with systemd (once; cached in $tgz)"
 	rm -rf "$CACHE/root"
@@ -62,15 +64,24 @@ fi
 DIR=$(mktemp -d /var/tmp/moonjail-check.XXXXXX) || die "mktemp failed"
 ROOT=$DIR/root
 NSPAWN_PID=
+# systemd-nspawn itself, and timeout(1) around it: SIGTERM to nspawn shuts the container
+# down; whatever is left after 10 s is killed, and the root is removed only once both are gone.
 cleanup() {
 	if [ -n "$NSPAWN_PID" ]; then
-		kill -TERM "$NSPAWN_PID" 2>/dev/null
+		np=$(pgrep -P "$NSPAWN_PID" -x systemd-nspawn | head -n 1)
+		kill -TERM ${np:-} "$NSPAWN_PID" 2>/dev/null
 		i=0
-		while kill -0 "$NSPAWN_PID" 2>/dev/null && [ $i -lt 100 ]; do
+		while { kill -0 "$NSPAWN_PID" 2>/dev/null || { [ -n "$np" ] && kill -0 "$np" 2>/dev/null; }; } &&
+			[ $i -lt 100 ]; do
 			sleep 0.1
 			i=$((i + 1))
 		done
-		kill -KILL "$NSPAWN_PID" 2>/dev/null
+		kill -KILL ${np:-} "$NSPAWN_PID" 2>/dev/null
+		wait "$NSPAWN_PID" 2>/dev/null
+		if [ -n "$np" ] && kill -0 "$np" 2>/dev/null; then
+			say "systemd-nspawn $np outlived SIGKILL; leaving $DIR in place" >&2
+			return
+		fi
 	fi
 	rm -rf "$DIR"
 }
@@ -78,11 +89,11 @@ trap cleanup EXIT
 trap 'exit 2' INT TERM HUP
 
 mkdir "$ROOT" && tar -C "$ROOT" -xzf "$tgz" || die "cannot unpack $tgz"
-DESTDIR=$ROOT cmake --install "$BUILD" >"$DIR/install.log" 2>&1 ||
+DESTDIR=$ROOT cmake --install "$BUILD" --prefix /usr/local >"$DIR/install.log" 2>&1 ||
 	die "cmake --install failed (log follows)$(cat "$DIR/install.log")"
 
 # Boot it. --keep-unit and --register=no: the host need not run systemd itself.
-timeout 600 systemd-nspawn --register=no --keep-unit -q -D "$ROOT" -b >"$DIR/boot.log" 2>&1 &
+timeout -k 15 600 systemd-nspawn --register=no --keep-unit -q -D "$ROOT" -b >"$DIR/boot.log" 2>&1 &
 NSPAWN_PID=$!
 INIT=
 i=0

@@ -678,17 +678,23 @@ main(int argc, char **argv)
 		}
 	}
 	{
-		/* The limits in force: the config file's [defaults] under the flags. */
+		/* The limits in force: the config file's [defaults] under the flags, and the
+		 * ceilings of tenants without a section (no tenant is named ""). */
+		uint8_t wire[SV_POLICY_WIRE_MAX];
+		mj_tenant_policy pol;
 		mj_limits d;
 
 		sv_policies_defaults(&d);
+		sv_policy_for("", &pol, wire);
 		sv_log("start",
 		       "workers=%d executors=%d io_threads=%d max_connections=%d open_files=%ld "
 		       "memory_limit=%zu instruction_limit=%llu timeout_ms=%u output_limit=%zu "
-		       "source_limit=%zu runtime_dir=%s",
+		       "source_limit=%zu result_bytes=%zu result_depth=%u result_items=%zu "
+		       "max_engines=%u max_memory=%zu runtime_dir=%s",
 		       sv.cfg.nworkers, sv.cfg.executors, (sv.cfg.io_threads + 1) / 2 * 2,
 		       sv.cfg.max_connections, fds, d.memory, (unsigned long long)d.instructions,
-		       d.timeout_ms, d.output, d.source, sv.cfg.runtime_dir);
+		       d.timeout_ms, d.output, d.source, d.result_bytes, d.result_depth,
+		       d.result_items, pol.max_engines, pol.max_memory, sv.cfg.runtime_dir);
 	}
 	if (drop_own_privileges() != 0) {
 		cleanup_dirs();

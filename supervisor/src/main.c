@@ -241,8 +241,26 @@ cleanup_dirs(void)
 	rmdir(sv.worker_dir);
 }
 
+/* Whether id is mapped in this process's user namespace, by /proc/self/uid_map or gid_map
+ * (map). Unreadable: assumed mapped. */
+static bool
+id_mapped(const char *map, unsigned long id)
+{
+	unsigned long inside, outside, count;
+	bool mapped = false;
+	FILE *f = fopen(map, "re");
+
+	if (f == NULL)
+		return true;
+	while (!mapped && fscanf(f, "%lu %lu %lu", &inside, &outside, &count) == 3)
+		mapped = id >= inside && id - inside < count;
+	fclose(f);
+	return mapped;
+}
+
 /* As root, workers switch to an unprivileged account after connecting: the one named, else
- * "moonjail", else "nobody". Root itself is refused. */
+ * "moonjail", else "nobody". Root itself is refused, and so is an account the user namespace
+ * moonjaild runs in does not map (root of `unshare -r`, say): no worker could switch to it. */
 static int
 resolve_worker_user(void)
 {
@@ -256,6 +274,17 @@ resolve_worker_user(void)
 	if (pw == NULL || pw->pw_uid == 0 || pw->pw_gid == 0) {
 		fprintf(stderr, "moonjaild: worker user %s: %s\n", name,
 		        pw == NULL ? "no such account" : "must not be root");
+		return -1;
+	}
+	if (!id_mapped("/proc/self/uid_map", pw->pw_uid) ||
+	    !id_mapped("/proc/self/gid_map", pw->pw_gid)) {
+		fprintf(
+		    stderr,
+		    "moonjaild: worker user %s (uid %lu, gid %lu) is not mapped in the user "
+		    "namespace moonjaild runs in, so no worker could switch to it; map it, name "
+		    "a mapped account with --worker-user, or run moonjaild as a user other than "
+		    "root\n",
+		    name, (unsigned long)pw->pw_uid, (unsigned long)pw->pw_gid);
 		return -1;
 	}
 	sv.drop_user = true;

@@ -708,6 +708,41 @@ test_root_without_setuid_is_refused(void **state)
 	rmdir(dir);
 }
 
+/* Root of a user namespace that maps only itself (`unshare -r`): the workers' account is not
+ * mapped there, so no worker could switch to it. moonjaild refuses to start (exit 2, naming
+ * the account) instead of starting workers that die one after another. */
+static void
+test_unmapped_worker_user_is_refused(void **state)
+{
+	char dir[] = "/tmp/mj-unmapped-XXXXXX", log[96], line[1024];
+	const char *argv[] = {"unshare",       "--user", "--map-root-user", "--", MOONJAILD_BIN,
+	                      "--runtime-dir", dir,      "--workers",       "1",  NULL};
+	const char *probe[] = {"unshare", "--user", "--map-root-user", "--", "true", NULL};
+	bool said = false;
+	int status;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(log, sizeof(log), "%s.err", dir);
+	status = run_to_exit(probe, log, "unshare --user true did not end");
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		unlink(log);
+		rmdir(dir);
+		skip(); /* no user namespaces here */
+	}
+	status = run_to_exit(argv, log, "moonjaild started with an unmapped worker user");
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 2);
+	assert_non_null(f = fopen(log, "r"));
+	while (fgets(line, sizeof(line), f) != NULL)
+		said = said || strstr(line, "is not mapped in the user namespace") != NULL;
+	fclose(f);
+	unlink(log);
+	rmdir(dir);
+	assert_true(said);
+}
+
 /* A worker's log lines cannot pose as moonjaild's: each relayed line keeps a worker prefix and
  * loses its control characters. */
 static void
@@ -804,6 +839,7 @@ main(void)
 	    cmocka_unit_test(test_threads_keep_few_capabilities),
 	    cmocka_unit_test_teardown(test_root_under_no_new_privs, unwrap),
 	    cmocka_unit_test(test_root_without_setuid_is_refused),
+	    cmocka_unit_test(test_unmapped_worker_user_is_refused),
 	    cmocka_unit_test(test_worker_cannot_forge_supervisor_log),
 	    cmocka_unit_test(test_bad_confinement_flags),
 	};

@@ -225,7 +225,7 @@ spawn(sv_worker *w)
 	char id[16], name[16], execs[16], mem[32], ids[40], uid_map[40], gid_map[40];
 	char *argv[16];
 	bool userns;
-	pid_t pid;
+	pid_t pid, self, parent;
 	int logp[2], sp[2];
 	sv_link *link;
 	struct rlimit rl;
@@ -272,6 +272,7 @@ spawn(sv_worker *w)
 	 * lock is held until the parent has recorded the child and its link. The child never
 	 * touches the lock. */
 	pthread_mutex_lock(&sv.lock);
+	self = getpid();
 	if ((pid = start_process(&userns)) < 0) {
 		int err = errno;
 
@@ -312,7 +313,10 @@ spawn(sv_worker *w)
 		/* A worker must not outlive its supervisor. Workers are spawned from the main
 		 * thread, which lives as long as the process. */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() == 1) /* 0 inside a new PID namespace */
+		/* Orphaned before that: reparented. Not "is the parent 1": moonjaild may be PID 1
+		 * itself, in a container. Inside a new PID namespace the parent shows as 0. */
+		parent = getppid();
+		if (parent != 0 && parent != self)
 			_exit(127);
 		execv(sv.cfg.worker_bin, argv);
 		_exit(127);

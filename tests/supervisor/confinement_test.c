@@ -743,6 +743,42 @@ test_unmapped_worker_user_is_refused(void **state)
 	assert_true(said);
 }
 
+/* moonjaild as PID 1, as in a container, with workers in its own namespaces: a worker's
+ * parent is then 1, which must not pass for its supervisor having died before the worker set
+ * its parent-death signal (every worker exited 127, and every call was engine-lost). Under
+ * `unshare --pid --fork`, which ignores SIGTERM itself and exits with moonjaild's status: as
+ * PID 1, moonjaild still drains and exits 0 on SIGTERM. */
+static void
+test_supervisor_as_pid_1(void **state)
+{
+	static const char *const wrap[] = {"unshare", "--pid", "--fork", "--kill-child=SIGTERM",
+	                                   "--",      NULL};
+	static const char *const extra[] = {"--workers", "1", "--no-namespaces", NULL};
+	static const char *const pid1[] = {"event=start ", NULL};
+	char path[64];
+	int inner = 0;
+	FILE *f;
+	svc s;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip(); /* a new PID namespace needs root here */
+	svc_wrap = wrap;
+	svc_start(&s, extra);
+	svc_wrap = NULL;
+	assert_true(log_wait(&s, pid1));
+	assert_int_equal(eval_int(&s, "t", "return 6 * 7"), 42);
+	assert_int_equal(eval_int(&s, "t", "x = 1 return x + 1"), 2);
+	/* SIGTERM to moonjaild, unshare's only child; svc_stop then waits for unshare. */
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)s.pid, (int)s.pid);
+	assert_non_null(f = fopen(path, "r"));
+	assert_int_equal(fscanf(f, "%d", &inner), 1);
+	fclose(f);
+	assert_true(inner > 0);
+	assert_int_equal(kill(inner, SIGTERM), 0);
+	assert_int_equal(svc_stop(&s), 0);
+}
+
 /* A worker's log lines cannot pose as moonjaild's: each relayed line keeps a worker prefix and
  * loses its control characters. */
 static void
@@ -840,6 +876,7 @@ main(void)
 	    cmocka_unit_test_teardown(test_root_under_no_new_privs, unwrap),
 	    cmocka_unit_test(test_root_without_setuid_is_refused),
 	    cmocka_unit_test(test_unmapped_worker_user_is_refused),
+	    cmocka_unit_test_teardown(test_supervisor_as_pid_1, unwrap),
 	    cmocka_unit_test(test_worker_cannot_forge_supervisor_log),
 	    cmocka_unit_test(test_bad_confinement_flags),
 	};

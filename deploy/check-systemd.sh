@@ -5,7 +5,7 @@
 # Usage: sh deploy/check-systemd.sh [BUILD_DIR]        (default: build)
 #
 # Needs root and the network (debootstrap fetches Debian 12 once; the root is cached as
-# $CACHE/bookworm-systemd.tgz, CACHE defaulting to /var/cache/moonjail-nspawn, a directory
+# $CACHE/bookworm-systemd.tgz, CACHE defaulting to /var/cache/moonjail-deploy, a directory
 # that must belong to root and be writable by nobody else, since what it holds is booted).
 # Installs systemd-container and debootstrap when they are missing. `cmake --install` puts
 # BUILD_DIR into the container with DESTDIR and prefix /usr/local. Not part of the test suite
@@ -25,19 +25,14 @@
 set -u
 
 BUILD=${1:-build}
-CACHE=${CACHE:-/var/cache/moonjail-nspawn}
+ME=check-systemd
+. "$(dirname "$0")/lib.sh"
 case "$BUILD" in
 -h | --help)
-	sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+	help "$0" 23
 	exit 0
 	;;
 esac
-
-say() { echo "check-systemd: $*"; }
-die() {
-	say "$*" >&2
-	exit 2
-}
 
 [ "$(id -u)" = 0 ] || die "needs root"
 [ -x "$BUILD/bin/moonjaild" ] && [ -x "$BUILD/bin/moonjail-worker" ] ||
@@ -45,21 +40,8 @@ die() {
 sh "$(dirname "$0")/../scripts/deps.sh" systemd-container debootstrap >/dev/null ||
 	die "cannot install systemd-container and debootstrap"
 
-tgz=$CACHE/bookworm-systemd.tgz
-mkdir -p -m 0700 "$CACHE" || die "cannot make $CACHE"
-# What the cache holds is booted as root: it must be root's alone.
-[ "$(stat -c %u "$CACHE")" = 0 ] && [ -z "$(find "$CACHE" -maxdepth 0 -perm /022)" ] &&
-	[ ! -L "$CACHE" ] || die "$CACHE must be a directory of root's that nobody else can write"
-if [ ! -f "$tgz" ]; then
-	mirror=$(sed -n 's/^URIs: //p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n 1)
-	say "building a Debian 12 root with systemd (once; cached in $tgz)"
-	rm -rf "$CACHE/root"
-	debootstrap --variant=minbase \
-		--include=systemd,systemd-sysv,dbus,libnng1,liblua5.4-0,libprotobuf-c1,libinih1,libseccomp2 \
-		bookworm "$CACHE/root" "${mirror:-http://deb.debian.org/debian}" >"$CACHE/debootstrap.log" 2>&1 ||
-		die "debootstrap failed (log: $CACHE/debootstrap.log)"
-	tar -C "$CACHE/root" -czf "$tgz" . && rm -rf "$CACHE/root" || die "cannot save $tgz"
-fi
+tgz=$(debian_root bookworm-systemd \
+	systemd,systemd-sysv,dbus,libnng1,liblua5.4-0,libprotobuf-c1,libinih1,libseccomp2) || exit 2
 
 DIR=$(mktemp -d /var/tmp/moonjail-check.XXXXXX) || die "mktemp failed"
 ROOT=$DIR/root
@@ -112,32 +94,7 @@ done
 
 in_ct() { nsenter -t "$INIT" -a "$@"; }
 journal() { in_ct journalctl -u moonjaild --no-pager -o cat 2>/dev/null; }
-FAILED=0
-check() {
-	what=$1
-	shift
-	if "$@"; then
-		say "ok    $what"
-	else
-		say "FAIL  $what"
-		FAILED=1
-	fi
-}
-# Up to 5 s for a journal line matching every pattern.
-journal_has() {
-	j=0
-	while [ $j -lt 50 ]; do
-		out=$(journal)
-		m=$out
-		for p in "$@"; do
-			m=$(printf '%s\n' "$m" | grep -e "$p")
-		done
-		[ -n "$m" ] && return 0
-		sleep 0.1
-		j=$((j + 1))
-	done
-	return 1
-}
+journal_has() { log_has journal "$@"; }
 
 in_ct systemd-sysusers >/dev/null 2>&1
 UID_W=$(in_ct getent passwd moonjail | cut -d: -f3)
